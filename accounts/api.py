@@ -1,0 +1,94 @@
+"""API authentication for programs: tokens in exchange for a password, and who am I."""
+
+from django.contrib.auth import authenticate
+from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from accounts.models import User
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ("id", "username", "display_name")
+        read_only_fields = fields
+
+
+class MeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ("id", "username", "display_name", "email", "date_joined")
+        read_only_fields = ("id", "username", "date_joined")
+
+
+class CredentialsSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(read_only=True)
+    user = UserSerializer(read_only=True)
+
+
+class LoginFailureThrottle(SimpleRateThrottle):
+    """Counts failed log-ins per client address; successful ones cost nothing."""
+
+    scope = "login-failures"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def throttle_success(self):
+        return True  # peeking only: failures are recorded by record_failure()
+
+    def record_failure(self, request, view) -> None:
+        key = self.get_cache_key(request, view)
+        history = [t for t in self.cache.get(key, []) if t > self.timer() - self.duration]
+        history.insert(0, self.timer())
+        self.cache.set(key, history, self.duration)
+
+
+class ObtainTokenView(APIView):
+    """POST exchanges a username and password for an API token; DELETE revokes the caller's token."""
+
+    throttle_classes = [LoginFailureThrottle]
+
+    def get_permissions(self):
+        return [IsAuthenticated()] if self.request.method == "DELETE" else [AllowAny()]
+
+    def get_throttles(self):
+        return [LoginFailureThrottle()] if self.request.method == "POST" else super().get_throttles()
+
+    def post(self, request):
+        credentials = CredentialsSerializer(data=request.data)
+        credentials.is_valid(raise_exception=True)
+        user = authenticate(request, **credentials.validated_data)
+        if user is None or not user.is_active:
+            LoginFailureThrottle().record_failure(request, self)
+            return Response(
+                {"detail": "Unable to log in with the provided credentials."}, status=status.HTTP_400_BAD_REQUEST
+            )
+        token, _ = Token.objects.get_or_create(user=user)
+        return Response(TokenSerializer({"token": token.key, "user": user}).data)
+
+    def delete(self, request):
+        Token.objects.filter(user=request.user).delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(APIView):
+    """The authenticated user. PATCH changes the display name or e-mail."""
+
+    def get(self, request):
+        return Response(MeSerializer(request.user).data)
+
+    def patch(self, request):
+        serializer = MeSerializer(request.user, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return Response(serializer.data)

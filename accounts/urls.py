@@ -1,0 +1,10 @@
+from django.urls import include, path
+
+from accounts import views
+
+urlpatterns = [
+    path("signup/", views.signup, name="signup"),
+    path("profile/", views.profile, name="profile"),
+    # login, logout (POST), password_change, password_reset and friends.
+    path("", include("django.contrib.auth.urls")),
+]

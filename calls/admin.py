@@ -1,0 +1,143 @@
+import csv
+
+from django.contrib import admin
+from django.db.models import Prefetch
+from django.http import HttpResponse
+from django.utils import timezone
+
+from calls.models import Call, CallParticipant, Room, RoomMembership, format_duration
+
+
+class RoomMembershipInline(admin.TabularInline):
+    model = RoomMembership
+    extra = 0
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "owner", "visibility", "max_participants", "locked", "created_at")
+    list_filter = ("visibility", "locked")
+    list_select_related = ("owner",)
+    search_fields = ("name", "slug", "owner__username")
+    prepopulated_fields = {"slug": ("name",)}
+    autocomplete_fields = ("owner",)
+    inlines = [RoomMembershipInline]
+
+
+class CallParticipantInline(admin.TabularInline):
+    """Read-only: call logs are records, not edited by hand."""
+
+    model = CallParticipant
+    extra = 0
+    can_delete = False
+    fields = ("user", "peer_id", "joined_at", "left_at", "duration_shown", "leave_reason", "user_agent")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="duration")
+    def duration_shown(self, participant):
+        return format_duration(participant.duration)
+
+
+class CallStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("live", "Live"), ("ended", "Ended")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "live":
+            return queryset.live()
+        if self.value() == "ended":
+            return queryset.ended()
+        return queryset
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    list_display = ("room", "started_at", "ended_at", "duration_shown", "participant_count", "is_live")
+    list_filter = (CallStatusFilter, "started_at", ("room", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("room",)
+    date_hierarchy = "started_at"
+    search_fields = ("room__name", "room__slug", "participants__user__username")
+    readonly_fields = ("room", "started_by", "started_at", "ended_at", "duration_shown")
+    fields = readonly_fields
+    inlines = [CallParticipantInline]
+    actions = ["export_csv"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_participant_count()
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="duration")
+    def duration_shown(self, call):
+        return format_duration(call.duration)
+
+    @admin.display(description="participants", ordering="participant_count")
+    def participant_count(self, call):
+        return call.participant_count
+
+    @admin.display(description="live", boolean=True)
+    def is_live(self, call):
+        return call.is_live
+
+    @admin.action(description="Export selected calls with their participants as CSV")
+    def export_csv(self, request, queryset):
+        calls = queryset.select_related("room", "started_by").prefetch_related(
+            Prefetch("participants", queryset=CallParticipant.objects.select_related("user"))
+        )
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="parley-calls-{timezone.now():%Y%m%d-%H%M%S}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(
+            [
+                "call_id", "room", "call_started_at", "call_ended_at", "call_duration_seconds",
+                "username", "display_name", "peer_id", "joined_at", "left_at", "duration_seconds",
+                "leave_reason", "user_agent",
+            ]
+        )
+        for call in calls:
+            for p in call.participants.all():
+                writer.writerow(
+                    [
+                        call.pk, call.room.slug, call.started_at.isoformat(),
+                        call.ended_at.isoformat() if call.ended_at else "", int(call.duration.total_seconds()),
+                        p.user.username, p.user.display_name, p.peer_id, p.joined_at.isoformat(),
+                        p.left_at.isoformat() if p.left_at else "", int(p.duration.total_seconds()),
+                        p.leave_reason, p.user_agent,
+                    ]
+                )
+        return response
+
+
+@admin.register(CallParticipant)
+class CallParticipantAdmin(admin.ModelAdmin):
+    """Every connection across calls, for looking up one user's history."""
+
+    list_display = ("user", "call", "joined_at", "left_at", "leave_reason")
+    list_filter = ("leave_reason", "joined_at")
+    list_select_related = ("user", "call__room")
+    search_fields = ("user__username", "call__room__name", "peer_id")
+    date_hierarchy = "joined_at"
+    readonly_fields = [f.name for f in CallParticipant._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,232 @@
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Count, F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+MIN_PARTICIPANTS = 2
+MAX_PARTICIPANTS = 16  # a full mesh: every peer sends its media to every other one
+
+
+def format_duration(delta: timedelta) -> str:
+    """H:MM:SS, the way people read call lengths."""
+    seconds = max(int(delta.total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+class RoomQuerySet(models.QuerySet):
+    def visible_to(self, user) -> "RoomQuerySet":
+        """Public rooms and the private rooms the user belongs to."""
+        if not user.is_authenticated:
+            return self.filter(visibility=Room.Visibility.PUBLIC)
+        return self.filter(Q(visibility=Room.Visibility.PUBLIC) | Q(memberships__user=user)).distinct()
+
+    def of_member(self, user) -> "RoomQuerySet":
+        return self.filter(memberships__user=user)
+
+
+class Room(models.Model):
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", "Public"
+        PRIVATE = "private", "Private"
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="The room's address: /rooms/<slug>/")
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_rooms")
+    visibility = models.CharField(max_length=7, choices=Visibility.choices, default=Visibility.PRIVATE)
+    max_participants = models.PositiveSmallIntegerField(
+        default=8,
+        validators=[MinValueValidator(MIN_PARTICIPANTS), MaxValueValidator(MAX_PARTICIPANTS)],
+        help_text=f"Between {MIN_PARTICIPANTS} and {MAX_PARTICIPANTS} people at once."
+    )
+    locked = models.BooleanField(default=False, help_text="Only the owner and moderators may join.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = RoomQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_participants__gte=MIN_PARTICIPANTS) & Q(max_participants__lte=MAX_PARTICIPANTS),
+                name="calls_room_max_participants_bounds",
+            ),
+            models.CheckConstraint(
+                condition=Q(visibility__in=["public", "private"]), name="calls_room_visibility_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("room", kwargs={"slug": self.slug})
+
+    @property
+    def is_public(self) -> bool:
+        return self.visibility == self.Visibility.PUBLIC
+
+    def role_of(self, user) -> str | None:
+        """The user's role in this room, or None for a non-member."""
+        if not user.is_authenticated:
+            return None
+        return self.memberships.filter(user=user).values_list("role", flat=True).first()
+
+
+class RoomMembership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        MODERATOR = "moderator", "Moderator"
+        MEMBER = "member", "Member"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships")
+    role = models.CharField(max_length=9, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["room", "user__username"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "user"], name="calls_roommembership_unique_user"),
+            models.UniqueConstraint(
+                fields=["room"], condition=Q(role="owner"), name="calls_roommembership_one_owner"
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=["owner", "moderator", "member"]), name="calls_roommembership_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room} ({self.role})"
+
+    @property
+    def can_moderate(self) -> bool:
+        return self.role in (self.Role.OWNER, self.Role.MODERATOR)
+
+
+class CallQuerySet(models.QuerySet):
+    def live(self) -> "CallQuerySet":
+        return self.filter(ended_at__isnull=True)
+
+    def ended(self) -> "CallQuerySet":
+        return self.filter(ended_at__isnull=False)
+
+    def for_user(self, user) -> "CallQuerySet":
+        """Calls the user took part in, and every call of the rooms they own."""
+        return self.filter(Q(participants__user=user) | Q(room__owner=user)).distinct()
+
+    def with_participant_count(self) -> "CallQuerySet":
+        return self.annotate(participant_count=Count("participants__user", distinct=True))
+
+
+class Call(models.Model):
+    """One stretch of time in which a room had people in it."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="calls")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CallQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["room", "-started_at"], name="calls_call_room_recent"),
+            models.Index(fields=["-started_at"], name="calls_call_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=F("started_at")),
+                name="calls_call_ends_after_start",
+            ),
+            models.UniqueConstraint(
+                fields=["room"], condition=Q(ended_at__isnull=True), name="calls_call_one_live_per_room"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.room} at {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.ended_at is None
+
+    @property
+    def duration(self) -> timedelta:
+        return (self.ended_at or timezone.now()) - self.started_at
+
+
+class CallParticipantQuerySet(models.QuerySet):
+    def live(self) -> "CallParticipantQuerySet":
+        return self.filter(left_at__isnull=True)
+
+    def history_of(self, user) -> "CallParticipantQuerySet":
+        return self.filter(user=user).select_related("call__room").order_by("-joined_at")
+
+
+class CallParticipant(models.Model):
+    """One connection of one user to a call, from join to leave."""
+
+    class LeaveReason(models.TextChoices):
+        LEFT = "left", "Left"
+        DISCONNECTED = "disconnected", "Disconnected"
+        KICKED = "kicked", "Kicked"
+        TIMED_OUT = "timed-out", "Timed out"
+        SERVER_SHUTDOWN = "server-shutdown", "Server shutdown"
+        ROOM_CLOSED = "room-closed", "Room closed"
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="call_participations")
+    peer_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    joined_at = models.DateTimeField(default=timezone.now)
+    left_at = models.DateTimeField(null=True, blank=True)
+    leave_reason = models.CharField(max_length=15, choices=LeaveReason.choices, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    # Where the peer's connection lives, so other processes can reach it (kick, reaper).
+    channel_name = models.CharField(max_length=200, blank=True, editable=False)
+    # Refreshed in batches by the serving process; the reaper times out rows that stop being refreshed.
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    objects = CallParticipantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["joined_at", "id"]
+        indexes = [
+            models.Index(fields=["call", "joined_at"], name="calls_participant_call_order"),
+            models.Index(fields=["user", "-joined_at"], name="calls_participant_user_recent"),
+            models.Index(
+                fields=["last_seen_at"], condition=Q(left_at__isnull=True), name="calls_participant_live_seen"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(left_at__isnull=True) | Q(left_at__gte=F("joined_at")),
+                name="calls_callparticipant_leaves_after_join",
+            ),
+            models.CheckConstraint(
+                condition=(Q(left_at__isnull=True) & Q(leave_reason=""))
+                | (Q(left_at__isnull=False) & ~Q(leave_reason="")),
+                name="calls_callparticipant_reason_iff_left",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.call}"
+
+    @property
+    def is_live(self) -> bool:
+        return self.left_at is None
+
+    @property
+    def duration(self) -> timedelta:
+        return (self.left_at or timezone.now()) - self.joined_at

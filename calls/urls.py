@@ -1,0 +1,8 @@
+from django.urls import path
+
+from calls import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("rooms/<slug:slug>/", views.room_detail, name="room"),
+]

@@ -1,0 +1,43 @@
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from calls import services
+from calls.forms import RoomForm
+from calls.models import Call, Room
+
+
+@require_http_methods(["GET", "POST"])
+def home(request):
+    if not request.user.is_authenticated:
+        return render(request, "calls/welcome.html")
+    form = RoomForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        room = services.create_room(owner=request.user, **form.cleaned_data)
+        return redirect(room)
+    my_rooms = Room.objects.of_member(request.user).select_related("owner")
+    public_rooms = Room.objects.filter(visibility=Room.Visibility.PUBLIC).exclude(
+        pk__in=my_rooms.values("pk")
+    ).select_related("owner")
+    return render(request, "calls/home.html", {"form": form, "my_rooms": my_rooms, "public_rooms": public_rooms})
+
+
+def get_visible_room_or_404(user, slug: str) -> Room:
+    """A private room is invisible to non-members: they get the same 404 as for a room that does not exist."""
+    room = get_object_or_404(Room.objects.select_related("owner"), slug=slug)
+    if not room.is_public and room.role_of(user) is None:
+        raise Http404("No such room.")
+    return room
+
+
+@login_required
+def room_detail(request, slug: str):
+    room = get_visible_room_or_404(request.user, slug)
+    memberships = room.memberships.select_related("user").order_by("role", "user__username")
+    recent_calls = Call.objects.filter(room=room).with_participant_count()[:10]
+    return render(
+        request,
+        "calls/room.html",
+        {"room": room, "memberships": memberships, "recent_calls": recent_calls, "role": room.role_of(request.user)},
+    )

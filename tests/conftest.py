@@ -1,0 +1,78 @@
+import os
+import socket
+from urllib.parse import urlparse
+
+import pytest
+from django.core.cache import cache
+
+from calls import services
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_service(name: str, url: str) -> None:
+    """Skip locally when a real service is not answering; in CI a missing service is a failure."""
+    parsed = urlparse(url)
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=2).close()
+    except OSError as error:
+        message = f"{name} at {parsed.hostname}:{parsed.port} is not answering: {error}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    require_service("Redis", url)
+    return url
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache(settings):
+    """Throttles and used tickets live in the cache: start every test with none."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def password() -> str:
+    return "correct-horse-battery"
+
+
+@pytest.fixture
+def alice(django_user_model, password):
+    """Owner of the rooms in most tests."""
+    return django_user_model.objects.create_user("alice", email="alice@example.com", password=password,
+                                                 display_name="Alice A.")
+
+
+@pytest.fixture
+def bob(django_user_model, password):
+    """A member."""
+    return django_user_model.objects.create_user("bob", email="bob@example.com", password=password)
+
+
+@pytest.fixture
+def mallory(django_user_model, password):
+    """An outsider: logged in, member of nothing."""
+    return django_user_model.objects.create_user("mallory", email="mallory@example.com", password=password)
+
+
+@pytest.fixture
+def admin_user(django_user_model, password):
+    return django_user_model.objects.create_superuser("root", email="root@example.com", password=password)
+
+
+@pytest.fixture
+def public_room(alice):
+    return services.create_room(owner=alice, name="Town hall", visibility="public")
+
+
+@pytest.fixture
+def private_room(alice, bob):
+    room = services.create_room(owner=alice, name="Board room", visibility="private")
+    room.memberships.create(user=bob, role="member")
+    return room
