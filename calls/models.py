@@ -183,7 +183,8 @@ class CallParticipant(models.Model):
         KICKED = "kicked", "Kicked"
         TIMED_OUT = "timed-out", "Timed out"
         SERVER_SHUTDOWN = "server-shutdown", "Server shutdown"
-        ROOM_CLOSED = "room-closed", "Room closed"
+        ROOM_CLOSED = "room-closed", "Room deleted"
+        ROOM_LOCKED = "room-locked", "Room locked"
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="call_participations")
@@ -192,8 +193,8 @@ class CallParticipant(models.Model):
     left_at = models.DateTimeField(null=True, blank=True)
     leave_reason = models.CharField(max_length=15, choices=LeaveReason.choices, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
-    # Where the peer's connection lives, so other processes can reach it (kick, reaper).
-    channel_name = models.CharField(max_length=200, blank=True, editable=False)
+    # The channel of the server process holding the connection (calls.relay): how other processes reach it.
+    relay_node = models.CharField(max_length=200, blank=True, editable=False)
     # Refreshed in batches by the serving process; the reaper times out rows that stop being refreshed.
     last_seen_at = models.DateTimeField(default=timezone.now)
 

@@ -76,3 +76,15 @@ def private_room(alice, bob):
     room = services.create_room(owner=alice, name="Board room", visibility="private")
     room.memberships.create(user=bob, role="member")
     return room
+
+
+@pytest.fixture(scope="session")
+def live_server_process(django_db_setup, django_db_blocker):
+    """One real daphne process for the session, on the test database (tests writing to it need transaction=True)."""
+    from tests.servers import DaphneServer
+
+    with django_db_blocker.unblock():
+        server = DaphneServer()
+        server.start()
+    yield server
+    server.stop()
