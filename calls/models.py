@@ -195,6 +195,10 @@ class CallParticipant(models.Model):
     user_agent = models.CharField(max_length=300, blank=True)
     # The channel of the server process holding the connection (calls.relay): how other processes reach it.
     relay_node = models.CharField(max_length=200, blank=True, editable=False)
+    # Last media state the peer announced (media-state frames); None until it says.
+    audio = models.BooleanField(null=True, blank=True)
+    video = models.BooleanField(null=True, blank=True)
+    screen = models.BooleanField(null=True, blank=True)
     # Refreshed in batches by the serving process; the reaper times out rows that stop being refreshed.
     last_seen_at = models.DateTimeField(default=timezone.now)
 
