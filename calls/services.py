@@ -1,9 +1,32 @@
 """Writes that span models. Views, API and consumers call these; they never write across models themselves."""
 
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
-from calls.models import Room, RoomMembership
+from calls import relay
+from calls.models import Call, CallParticipant, Room, RoomMembership
+
+logger = logging.getLogger(__name__)
+
+Reason = CallParticipant.LeaveReason
+
+
+class CloseCode:
+    """WebSocket close codes of the signaling protocol (docs/signaling.md)."""
+
+    NOT_AUTHENTICATED = 4401
+    FORBIDDEN = 4403  # not allowed to join, or kicked
+    NOT_FOUND = 4404  # no such room, or a private room the user does not belong to
+    TIMED_OUT = 4408
+    ROOM_FULL = 4409
+    FLOODING = 4429
+    SERVER_ERROR = 4500
 
 
 def unique_slug_for(name: str) -> str:
@@ -20,3 +43,149 @@ def create_room(*, owner, name: str, slug: str = "", **fields) -> Room:
     room = Room.objects.create(owner=owner, name=name, slug=slug or unique_slug_for(name), **fields)
     RoomMembership.objects.create(room=room, user=owner, role=RoomMembership.Role.OWNER)
     return room
+
+
+# --- Joining and leaving calls -------------------------------------------------------------------
+
+
+class JoinRefused(Exception):
+    def __init__(self, close_code: int, detail: str):
+        super().__init__(detail)
+        self.close_code = close_code
+
+
+@dataclass(frozen=True)
+class Joined:
+    participant: CallParticipant
+    others: list[CallParticipant]  # already in the call, in join order
+
+
+def check_may_join(*, room: Room, user) -> None:
+    """Raise JoinRefused unless the user may enter the room's call."""
+    role = room.role_of(user)
+    if not room.is_public and role is None:
+        raise JoinRefused(CloseCode.NOT_FOUND, "No such room.")  # a private room does not exist for outsiders
+    if room.locked and role not in (RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR):
+        raise JoinRefused(CloseCode.FORBIDDEN, "The room is locked.")
+
+
+def join_call(*, room_slug: str, user, relay_node: str, user_agent: str = "") -> Joined:
+    """Start the room's live call if there is none, then add the participant.
+
+    The room row is locked for the transaction, so concurrent joins of one room are serialised: exactly one of
+    several first joiners starts the call, the size limit holds, and of any two peers exactly one sees the other
+    in its `welcome` (the later one), which is what the `polite` flags rely on.
+    """
+    reap_stale_participants(room_slug=room_slug)
+    with transaction.atomic():
+        room = Room.objects.select_for_update().filter(slug=room_slug).first()
+        if room is None:
+            raise JoinRefused(CloseCode.NOT_FOUND, "No such room.")
+        check_may_join(room=room, user=user)
+        call = Call.objects.filter(room=room).live().first()
+        if call is None:
+            call = Call.objects.create(room=room, started_by=user)
+            others = []
+        else:
+            others = list(call.participants.live().select_related("user").order_by("joined_at", "id"))
+        if len(others) >= room.max_participants:
+            raise JoinRefused(CloseCode.ROOM_FULL, f"The room is full ({room.max_participants} people).")
+        participant = CallParticipant.objects.create(
+            call=call, user=user, relay_node=relay_node, user_agent=user_agent[:300]
+        )
+    participant.call.room = room
+    return Joined(participant=participant, others=others)
+
+
+def leave_call(*, peer_id, reason: str) -> bool:
+    """Record that the peer left (once: the first reason wins) and end the call if it was the last one.
+
+    Returns whether this call recorded the leave.
+    """
+    with transaction.atomic():
+        participant = CallParticipant.objects.select_related("call").filter(peer_id=peer_id).first()
+        if participant is None:
+            return False
+        # Lock the room like join_call does, so a join and the last leave cannot cross.
+        Room.objects.select_for_update().filter(pk=participant.call.room_id).first()
+        now = timezone.now()
+        left = CallParticipant.objects.filter(peer_id=peer_id, left_at__isnull=True).update(
+            left_at=now, leave_reason=reason
+        )
+        end_call_if_empty(call=participant.call, now=now)
+    return bool(left)
+
+
+def end_call_if_empty(*, call: Call, now=None) -> bool:
+    if call.participants.live().exists():
+        return False
+    return bool(Call.objects.filter(pk=call.pk, ended_at__isnull=True).update(ended_at=max(now or timezone.now(),
+                                                                                           call.started_at)))
+
+
+def record_media_state(*, peer_id, audio: bool, video: bool, screen: bool) -> None:
+    CallParticipant.objects.filter(peer_id=peer_id, left_at__isnull=True).update(
+        audio=audio, video=video, screen=screen
+    )
+
+
+def touch_participants(*, peer_ids: list) -> int:
+    """Mark the given live peers as seen now: each server process does this for its own peers, in one query."""
+    if not peer_ids:
+        return 0
+    return CallParticipant.objects.filter(peer_id__in=peer_ids, left_at__isnull=True).update(
+        last_seen_at=timezone.now()
+    )
+
+
+def stale_after() -> timedelta:
+    """How long a row may go without a refresh before its process is presumed dead."""
+    return timedelta(seconds=settings.PARLEY_SIGNALING["PEER_TIMEOUT"] + 2 * relay.HEARTBEAT_SECONDS)
+
+
+def reap_stale_participants(*, room_slug: str | None = None, now=None) -> int:
+    """Time out participants whose server process stopped refreshing them (it died), end emptied calls,
+    and tell the peers still there. Returns how many participants were timed out."""
+    now = now or timezone.now()
+    stale = CallParticipant.objects.live().filter(last_seen_at__lt=now - stale_after())
+    if room_slug is not None:
+        stale = stale.filter(call__room__slug=room_slug)
+    reaped = 0
+    for participant in stale.select_related("call"):
+        if leave_call(peer_id=participant.peer_id, reason=Reason.TIMED_OUT):
+            reaped += 1
+            logger.info("timed out peer %s of call %s", participant.peer_id, participant.call_id)
+            relay.notify_call(
+                call_id=participant.call_id,
+                frame={"type": "peer-left", "peer_id": str(participant.peer_id), "reason": Reason.TIMED_OUT},
+                forget=str(participant.peer_id),
+            )
+    return reaped
+
+
+# --- Ending connections from outside (REST API, admin) ---------------------------------------------
+
+
+def kick_participant(*, participant: CallParticipant) -> None:
+    """Remove a peer from its live call: its socket closes with 4403 and the others see `peer-left: kicked`."""
+    leave_call(peer_id=participant.peer_id, reason=Reason.KICKED)
+    relay.close_peer(node=participant.relay_node, peer_id=str(participant.peer_id),
+                     code=CloseCode.FORBIDDEN, reason=Reason.KICKED)
+
+
+def close_room_connections(*, room: Room, reason: str, close_code: int, spare_moderators: bool = False) -> int:
+    """End the live connections of a room (it is being deleted or locked), recording why. Returns how many."""
+    live = CallParticipant.objects.live().filter(call__room=room).select_related("user")
+    if spare_moderators:
+        moderators = set(
+            room.memberships.filter(role__in=[RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR])
+            .values_list("user_id", flat=True)
+        )
+        live = [p for p in live if p.user_id not in moderators]
+    closed = 0
+    for participant in live:
+        leave_call(peer_id=participant.peer_id, reason=reason)
+        relay.close_peer(node=participant.relay_node, peer_id=str(participant.peer_id), code=close_code,
+                         reason=reason)
+        closed += 1
+    return closed
