@@ -15,5 +15,5 @@ async def test_room_page_offers_to_join_with_labelled_controls(browsers, alice, 
     await page.wait_for_selector("#call[data-ready=true]")
     join = page.get_by_role("button", name="Join call")
     assert await join.is_visible()
-    assert await page.get_by_label("Microphone").is_checked()
-    assert await page.get_by_label("Camera").is_checked()
+    assert await page.get_by_role("checkbox", name="Microphone").is_checked()
+    assert await page.get_by_role("checkbox", name="Camera").is_checked()
