@@ -80,3 +80,52 @@ async def test_two_people_see_each_other_chat_mute_and_leave(browsers, alice, bo
     participants = await sync_to_async(lambda: sorted(
         (p.user.username, p.leave_reason) for p in call.participants.select_related("user")))()
     assert participants == [("alice", "left"), ("bob", "left")]
+
+
+async def test_three_people_form_a_full_mesh(browsers, alice, bob, django_user_model, password, public_room):
+    carol = await sync_to_async(django_user_model.objects.create_user)("carol", password=password)
+    pages = [await browsers.logged_in(user, password, public_room.get_absolute_url()) for user in (alice, bob, carol)]
+    peers = [await join_call(page) for page in pages]
+    for page, me in zip(pages, peers):
+        for other in peers:
+            if other != me:
+                await wait_connected(page, other)
+                await wait_video_playing(page, other)
+        assert await page.locator(".tile").count() == 3
+
+
+async def test_glare_when_both_renegotiate_at_once_is_resolved(browsers, alice, bob, password, private_room):
+    alice_page, alice_peer, bob_page, bob_peer = await two_in_a_call(browsers, private_room, alice, bob, password)
+    # Hold each side's incoming frames until both have sent their own offer: the offers cross for certain.
+    await alice_page.evaluate("parley.holdFrames()")
+    await bob_page.evaluate("parley.holdFrames()")
+    for page, other in ((alice_page, bob_peer), (bob_page, alice_peer)):
+        await page.evaluate("parley.renegotiateAll()")
+        await page.wait_for_selector(f'{tile(other)}[data-signaling-state="have-local-offer"]')
+    await alice_page.evaluate("parley.releaseFrames()")
+    await bob_page.evaluate("parley.releaseFrames()")
+
+    glare = {}
+    for name, page in (("alice", alice_page), ("bob", bob_page)):
+        glare[name] = await page.locator('#call-events li[data-type="glare"]').first.text_content(timeout=10_000)
+    # Exactly one side yields: the polite one, which the server says is the later joiner (bob).
+    assert "yielded" in glare["bob"] and "kept our offer" in glare["alice"]
+    for page, other in ((alice_page, bob_peer), (bob_page, alice_peer)):
+        await page.wait_for_selector(f'{tile(other)}[data-signaling-state="stable"][data-connection-state="connected"]')
+    await bob_page.get_by_role("textbox", name="Message").fill("still here")
+    await bob_page.get_by_role("button", name="Send").click()
+    await alice_page.wait_for_selector(f'#chat-log li[data-from="{bob_peer}"]:has-text("still here")')
+    await wait_video_playing(alice_page, bob_peer)
+
+
+async def test_a_dropped_signaling_socket_reconnects_and_rejoins(browsers, alice, bob, password, private_room):
+    alice_page, alice_peer, bob_page, bob_peer = await two_in_a_call(browsers, private_room, alice, bob, password)
+    await bob_page.evaluate("parley.dropSignaling()")
+    await bob_page.wait_for_selector("#call[data-state=reconnecting]")
+    await bob_page.wait_for_function("(old) => document.querySelector('#call').dataset.peerId !== old "
+                                     "&& document.querySelector('#call').dataset.state === 'joined'", arg=bob_peer)
+    new_bob_peer = await bob_page.get_attribute("#call", "data-peer-id")
+    await alice_page.wait_for_selector(tile(bob_peer), state="detached")
+    await wait_connected(alice_page, new_bob_peer)
+    await wait_connected(bob_page, alice_peer)
+    await wait_video_playing(alice_page, new_bob_peer)

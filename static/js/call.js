@@ -111,11 +111,16 @@ class CallPage {
     signaling.addEventListener("open", () => current() && this.setState(this.root.dataset.state, "Connected to the server, joining…"));
     signaling.addEventListener("frame", ({ detail }) => {
       if (!current()) return;
-      this.frames = this.frames.then(() => this.onFrame(detail)).catch((error) => console.error("frame", detail.type, error));
+      if (this.heldFrames) this.heldFrames.push(detail);
+      else this.process(detail);
     });
     signaling.addEventListener("closed", ({ detail }) => current() && this.onClosed(detail));
     this.setState("connecting", "Connecting to the server…");
     signaling.connect();
+  }
+
+  process(frame) {
+    this.frames = this.frames.then(() => this.onFrame(frame)).catch((error) => console.error("frame", frame.type, error));
   }
 
   onClosed({ code, message, final, retryIn }) {
@@ -248,6 +253,7 @@ class CallPage {
       this.updateTile(peer);
       if (peer.connectionState === "connected") this.logEvent("connected", `Connected to ${nameOf(peer.user)}.`);
     });
+    peer.pc.addEventListener("signalingstatechange", () => this.updateTile(peer));
     peer.addEventListener("ice-restart", ({ detail }) => this.logEvent("ice-restart", `Reconnecting media with ${nameOf(peer.user)} (${detail.why}).`));
     peer.addEventListener("glare", ({ detail }) => this.logEvent("glare", `Negotiation glare with ${nameOf(peer.user)}: ${detail.yielded ? "yielded" : "kept our offer"}.`));
     peer.addEventListener("chat", ({ detail }) => this.showChat(nameOf(peer.user), detail.text, peer.peerId));
@@ -260,6 +266,7 @@ class CallPage {
     const name = nameOf(peer.user);
     const media = peer.media || { audio: true, video: true, screen: false };
     tile.dataset.connectionState = peer.connectionState;
+    tile.dataset.signalingState = peer.pc.signalingState;
     tile.dataset.audio = String(media.audio);
     tile.dataset.video = String(media.video || media.screen);
     tile.dataset.screen = String(media.screen);
@@ -476,6 +483,15 @@ class CallPage {
   /** Renegotiate with every peer at once (an ICE restart): two pages calling this together make glare. */
   renegotiateAll() {
     for (const peer of this.peers.values()) peer.restartIce("requested");
+  }
+
+  /** Hold incoming frames back (tests use it to make two offers cross for certain), then let them through. */
+  holdFrames() { this.heldFrames = this.heldFrames || []; }
+
+  releaseFrames() {
+    const held = this.heldFrames || [];
+    this.heldFrames = null;
+    for (const frame of held) this.process(frame);
   }
 
   /** Drop the signaling socket as a network failure would. */

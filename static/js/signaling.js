@@ -50,7 +50,9 @@ export class Signaling extends EventTarget {
       if (this.socket !== socket) return;
       clearInterval(this.pingTimer);
       this.socket = null;
-      const reason = describeClose(event.code);
+      // After drop() the server echoes whatever it likes (often 1000): it is still a drop.
+      const reason = this.dropping ? describeClose(1006) : describeClose(event.code);
+      this.dropping = false;
       if (this.welcomed) this.attempt = 0;  // a call that worked starts its backoff afresh
       this.welcomed = false;
       if (this.stopped || !reason.retry) {
@@ -84,7 +86,9 @@ export class Signaling extends EventTarget {
 
   /** Drop the socket as a network failure would (tests and the "reconnect now" button use it). */
   drop() {
-    if (this.socket) this.socket.close(4000);
+    if (!this.socket) return;
+    this.dropping = true;
+    this.socket.close(4000);
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
