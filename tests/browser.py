@@ -31,6 +31,36 @@ CHROMIUM_ARGS = [
 TIMEOUT_MS = 15_000  # the longest any single wait in a browser test may take
 
 
+# --- Helpers for call pages -------------------------------------------------------------------------
+
+
+async def join_call(page, *, audio: bool = True, video: bool = True):
+    await page.wait_for_selector("#call[data-ready=true]")
+    if not audio:
+        await page.get_by_role("checkbox", name="Microphone").uncheck()
+    if not video:
+        await page.get_by_role("checkbox", name="Camera").uncheck()
+    await page.get_by_role("button", name="Join call").click()
+    await page.wait_for_selector("#call[data-state=joined]")
+    return await page.get_attribute("#call", "data-peer-id")
+
+
+def tile(peer_id: str) -> str:
+    return f'.tile[data-peer-id="{peer_id}"]'
+
+
+async def wait_connected(page, peer_id: str):
+    await page.wait_for_selector(f'{tile(peer_id)}[data-connection-state="connected"]')
+
+
+async def wait_video_playing(page, peer_id: str):
+    await page.wait_for_function(
+        """(selector) => { const v = document.querySelector(selector + " video");
+                           return v && v.videoWidth > 0 && v.readyState >= 2 && !v.paused; }""",
+        arg=tile(peer_id),
+    )
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item, so fixtures can tell whether the test failed."""

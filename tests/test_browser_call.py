@@ -4,35 +4,9 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from calls.models import Call
+from tests.browser import join_call, tile, wait_connected, wait_video_playing
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session"), pytest.mark.django_db(transaction=True)]
-
-
-async def join_call(page, *, audio: bool = True, video: bool = True):
-    await page.wait_for_selector("#call[data-ready=true]")
-    if not audio:
-        await page.get_by_role("checkbox", name="Microphone").uncheck()
-    if not video:
-        await page.get_by_role("checkbox", name="Camera").uncheck()
-    await page.get_by_role("button", name="Join call").click()
-    await page.wait_for_selector("#call[data-state=joined]")
-    return await page.get_attribute("#call", "data-peer-id")
-
-
-def tile(peer_id: str) -> str:
-    return f'.tile[data-peer-id="{peer_id}"]'
-
-
-async def wait_connected(page, peer_id: str):
-    await page.wait_for_selector(f'{tile(peer_id)}[data-connection-state="connected"]')
-
-
-async def wait_video_playing(page, peer_id: str):
-    await page.wait_for_function(
-        """(selector) => { const v = document.querySelector(selector + " video");
-                           return v && v.videoWidth > 0 && v.readyState >= 2 && !v.paused; }""",
-        arg=tile(peer_id),
-    )
 
 
 async def two_in_a_call(browsers, room, first, second, password):
