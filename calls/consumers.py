@@ -192,8 +192,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             self.peers[peer_id] = node
             await self.send(text_data=text)
         elif kind == "l":
-            if self.peers.pop(extra, None) is not None:
-                await self.send(text_data=text)
+            self.peers.pop(extra, None)
+            await self.send(text_data=text)
         elif kind == "c":
             code, reason = extra
             await self.end(code, reason, reason)

@@ -52,7 +52,7 @@ class Node:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        self.channel = await self.layer.new_channel("relay.")
+        self.channel = await self.layer.new_channel("relay")
         self._tasks = [
             asyncio.create_task(self._receive_loop(), name="relay-receive"),
             asyncio.create_task(self._send_loop(), name="relay-send"),
