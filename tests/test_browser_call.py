@@ -1,5 +1,7 @@
 """Calls between real Chromium pages through a real daphne process: media, chat, mute, leave, mesh, glare."""
 
+import os
+
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -30,6 +32,8 @@ async def test_two_people_see_each_other_chat_mute_and_leave(browsers, alice, bo
     await alice_page.get_by_role("textbox", name="Message").fill("Hello Bob")
     await alice_page.get_by_role("button", name="Send").click()
     await bob_page.wait_for_selector(f'#chat-log li[data-from="{alice_peer}"]:has-text("Hello Bob")')
+    if os.environ.get("PARLEY_DOCS_SCREENSHOT"):  # regenerates the README's picture: docs/call-page.png
+        await bob_page.screenshot(path=os.environ["PARLEY_DOCS_SCREENSHOT"])
 
     await bob_page.get_by_role("button", name="Mute microphone").click()
     await alice_page.wait_for_selector(f'{tile(bob_peer)}[data-audio="false"] .tile-muted:visible')
@@ -103,3 +107,35 @@ async def test_a_dropped_signaling_socket_reconnects_and_rejoins(browsers, alice
     await wait_connected(alice_page, new_bob_peer)
     await wait_connected(bob_page, alice_peer)
     await wait_video_playing(alice_page, new_bob_peer)
+
+
+async def test_joining_without_a_camera_or_with_none_found_still_joins(browsers, alice, bob, password, private_room):
+    alice_page = await browsers.logged_in(alice, password, private_room.get_absolute_url())
+    # Bob's browser finds no device at all.
+    bob_page = await browsers.logged_in(bob, password, private_room.get_absolute_url())
+    await bob_page.evaluate("""() => { navigator.mediaDevices.getUserMedia = async () => {
+        throw new DOMException("Requested device not found", "NotFoundError"); }; }""")
+    alice_peer = await join_call(alice_page, video=False)  # audio only
+    bob_peer = await join_call(bob_page)
+    assert "No camera or microphone was found" in await bob_page.text_content("#call-alert")
+    await wait_connected(alice_page, bob_peer)
+    await wait_connected(bob_page, alice_peer)
+    await bob_page.wait_for_selector(f'{tile(alice_peer)}[data-video="false"] .avatar:visible')
+    await alice_page.wait_for_selector(f'{tile(bob_peer)}[data-audio="false"][data-video="false"]')
+
+
+async def test_the_call_page_works_at_phone_width(browsers, alice, bob, password, private_room):
+    phone = {"width": 375, "height": 740}
+    alice_page = await browsers.logged_in(alice, password, private_room.get_absolute_url(), viewport=phone)
+    bob_page = await browsers.logged_in(bob, password, private_room.get_absolute_url(), viewport=phone)
+    alice_peer = await join_call(alice_page)
+    bob_peer = await join_call(bob_page)
+    await wait_connected(alice_page, bob_peer)
+    await wait_video_playing(bob_page, alice_peer)
+    assert await alice_page.evaluate("document.documentElement.scrollWidth") <= phone["width"]
+    for name in ("Mute microphone", "Turn camera off", "Share screen", "Devices", "Leave"):
+        assert await alice_page.get_by_role("button", name=name).is_visible()
+    # Keyboard: tab to the mute button and press it.
+    await alice_page.get_by_role("button", name="Mute microphone").focus()
+    await alice_page.keyboard.press("Enter")
+    await bob_page.wait_for_selector(f'{tile(alice_peer)}[data-audio="false"]')

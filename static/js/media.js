@@ -62,9 +62,15 @@ export class LocalMedia extends EventTarget {
       } catch (error) {
         if (audio && video && error.name !== "NotAllowedError") {
           // One of the two may still work: try each alone.
+          const failures = [];
           for (const kind of ["audio", "video"]) {
             try { await this.setDevice(kind, kind === "audio" ? this.audioDeviceId : this.videoDeviceId); }
-            catch (inner) { warnings.push(explainMediaError(inner, kind === "audio" ? "microphone" : "camera")); }
+            catch (inner) { failures.push([kind, inner]); }
+          }
+          if (failures.length === 2 && failures[0][1].name === failures[1][1].name) {
+            warnings.push(explainMediaError(failures[0][1], "camera or microphone"));
+          } else {
+            for (const [kind, inner] of failures) warnings.push(explainMediaError(inner, kind === "audio" ? "microphone" : "camera"));
           }
         } else {
           warnings.push(explainMediaError(error, audio && video ? "camera and microphone" : audio ? "microphone" : "camera"));
