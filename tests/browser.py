@@ -7,12 +7,16 @@ Tests using these fixtures are async and run on the session event loop:
                   pytest.mark.django_db(transaction=True)]
 """
 
+import asyncio
 import os
 import re
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from asgiref.sync import sync_to_async
+
+from calls.models import CallParticipant
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = os.environ.get("PARLEY_CHROMIUM", "/usr/bin/chromium")
@@ -137,6 +141,16 @@ class Browsers:
     async def close(self) -> None:
         for context in self.contexts:
             await context.close()
+        await self.wait_for_server_to_record_leaves()
+
+    async def wait_for_server_to_record_leaves(self, timeout: float = 10.0) -> None:
+        """Closing the pages makes the server record their leaves; the database flush after the test must not
+        race those writes (on PostgreSQL, TRUNCATE against a leave holding row locks deadlocks)."""
+        still_live = sync_to_async(CallParticipant.objects.filter(left_at__isnull=True).exists)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await still_live() and loop.time() < deadline:
+            await asyncio.sleep(0.1)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
