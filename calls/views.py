@@ -1,11 +1,12 @@
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from calls import services
 from calls.forms import RoomForm
-from calls.models import Call, Room
+from calls.models import Call, CallParticipant, Room, RoomMembership
 
 
 @require_http_methods(["GET", "POST"])
@@ -36,8 +37,45 @@ def room_detail(request, slug: str):
     room = get_visible_room_or_404(request.user, slug)
     memberships = room.memberships.select_related("user").order_by("role", "user__username")
     recent_calls = Call.objects.filter(room=room).with_participant_count()[:10]
+    role = room.role_of(request.user)
+    can_moderate = role in (RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR)
+    call_config = {"slug": room.slug, "can_moderate": can_moderate}
     return render(
         request,
         "calls/room.html",
-        {"room": room, "memberships": memberships, "recent_calls": recent_calls, "role": room.role_of(request.user)},
+        {"room": room, "memberships": memberships, "recent_calls": recent_calls, "role": role,
+         "can_moderate": can_moderate, "call_config": call_config},
     )
+
+
+@login_required
+def room_settings(request, slug: str):
+    """Owners and moderators manage the room here; the page drives the REST API (static/js/settings.js)."""
+    room = get_visible_room_or_404(request.user, slug)
+    role = room.role_of(request.user)
+    if role not in (RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR):
+        raise Http404("No such room.")
+    settings_config = {"slug": room.slug, "role": role, "room_url": room.get_absolute_url(), "home_url": "/"}
+    return render(request, "calls/room_settings.html", {"room": room, "role": role, "settings_config": settings_config})
+
+
+@login_required
+def call_history(request):
+    """My calls: every call the user took part in, newest first, with who else was there."""
+    calls = (
+        Call.objects.for_user(request.user)
+        .select_related("room")
+        .prefetch_related(
+            Prefetch("participants", queryset=CallParticipant.objects.select_related("user").order_by("joined_at"))
+        )
+        .order_by("-started_at")[:100]
+    )
+    rows = []
+    for call in calls:
+        people, seen = [], set()
+        for participant in call.participants.all():
+            if participant.user_id not in seen:
+                seen.add(participant.user_id)
+                people.append(participant.user)
+        rows.append({"call": call, "people": people})
+    return render(request, "calls/history.html", {"rows": rows})

@@ -9,6 +9,9 @@ from calls import services
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Playwright fixtures (browser, browsers) for the tests marked `browser`.
+pytest_plugins = ["tests.browser"]
+
 
 def require_service(name: str, url: str) -> None:
     """Skip locally when a real service is not answering; in CI a missing service is a failure."""

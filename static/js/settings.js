@@ -1,0 +1,177 @@
+// Room settings: name, visibility, lock, size, members and roles, invite links, deletion; all through the REST API.
+import { api } from "./api.js";
+
+const config = JSON.parse(document.getElementById("settings-config").textContent);
+const base = `/api/rooms/${encodeURIComponent(config.slug)}`;
+const $ = (selector) => document.querySelector(selector);
+
+function status(message, isError = false) {
+  const box = $("#settings-status");
+  box.textContent = message;
+  box.className = isError ? "notice error" : message ? "notice" : "muted";
+  box.setAttribute("role", isError ? "alert" : "status");
+}
+
+async function attempt(work, success) {
+  try {
+    const result = await work();
+    if (success) status(success);
+    return result;
+  } catch (error) {
+    status(error.message, true);
+    return undefined;
+  }
+}
+
+function button(label, className, onClick, ariaLabel) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.className = `button small ${className}`;
+  element.textContent = label;
+  if (ariaLabel) element.setAttribute("aria-label", ariaLabel);
+  element.addEventListener("click", onClick);
+  return element;
+}
+
+function results(data) { return Array.isArray(data) ? data : (data && data.results) || []; }
+
+// --- General -----------------------------------------------------------------------------------------
+
+$("#room-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const body = {
+    name: $("#room-name").value.trim(),
+    visibility: $("#room-visibility").value,
+    max_participants: Number($("#room-max").value),
+    locked: $("#room-locked").checked,
+  };
+  const room = await attempt(() => api(`${base}/`, { method: "PATCH", body }), "Saved.");
+  if (room) {
+    $("#room-name-heading").textContent = room.name;
+    document.title = `Settings · ${room.name} · Parley`;
+  }
+});
+
+// --- Members -----------------------------------------------------------------------------------------
+
+async function loadMembers() {
+  const members = results(await attempt(() => api(`${base}/members/`)));
+  $("#members").replaceChildren(...members.map(memberRow));
+}
+
+function memberRow(member) {
+  const user = member.user || member;
+  const username = user.username || member.username;
+  const shown = user.display_name || username;
+  const item = document.createElement("li");
+  item.dataset.username = username;
+  const name = document.createElement("span");
+  name.textContent = shown;
+  const detail = document.createElement("small");
+  detail.className = "muted";
+  detail.textContent = `@${username} · ${member.role}`;
+  item.append(name, " ", detail);
+  if (member.role !== "owner") {
+    const actions = document.createElement("span");
+    actions.className = "row-actions";
+    const other = member.role === "moderator" ? "member" : "moderator";
+    actions.append(
+      button(other === "moderator" ? "Make moderator" : "Make member", "secondary", async () => {
+        await attempt(() => api(`${base}/members/${encodeURIComponent(username)}/`, { method: "PATCH", body: { role: other } }),
+                      `${shown} is now a ${other}.`);
+        loadMembers();
+      }, `Make ${shown} a ${other}`),
+      button("Remove", "danger", async () => {
+        await attempt(() => api(`${base}/members/${encodeURIComponent(username)}/`, { method: "DELETE" }),
+                      `${shown} is no longer a member.`);
+        loadMembers();
+      }, `Remove ${shown}`),
+    );
+    item.append(actions);
+  }
+  return item;
+}
+
+$("#member-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const username = $("#member-username").value.trim();
+  if (!username) return status("Type the username of the person to add.", true);
+  const added = await attempt(() => api(`${base}/members/`, { method: "POST", body: { username, role: $("#member-role").value } }),
+                              `${username} was added.`);
+  if (added) $("#member-username").value = "";
+  return loadMembers();
+});
+
+// --- Invites -----------------------------------------------------------------------------------------
+
+function inviteUrl(invite) {
+  if (invite.url) return new URL(invite.url, location.origin).href;
+  return `${location.origin}/invite/${invite.token}/`;
+}
+
+async function loadInvites() {
+  const invites = results(await attempt(() => api(`${base}/invites/`)));
+  $("#invites").replaceChildren(...invites.map(inviteRow));
+  if (!invites.length) {
+    const empty = document.createElement("li");
+    empty.className = "muted";
+    empty.textContent = "No invite links.";
+    $("#invites").append(empty);
+  }
+}
+
+function inviteRow(invite) {
+  const url = inviteUrl(invite);
+  const item = document.createElement("li");
+  item.dataset.inviteId = String(invite.id);
+  const link = document.createElement("span");
+  link.className = "invite-url";
+  link.textContent = url;
+  item.append(link);
+  if (invite.expires_at) {
+    const expiry = document.createElement("small");
+    expiry.className = "muted";
+    expiry.textContent = ` · expires ${new Date(invite.expires_at).toLocaleString()}`;
+    item.append(expiry);
+  }
+  const actions = document.createElement("span");
+  actions.className = "row-actions";
+  actions.append(
+    button("Copy", "secondary", async () => {
+      try {
+        await navigator.clipboard.writeText(url);
+        status("Invite link copied.");
+      } catch {
+        status(`Copy this link: ${url}`);
+      }
+    }, "Copy invite link"),
+    button("Revoke", "danger", async () => {
+      await attempt(() => api(`${base}/invites/${invite.id}/`, { method: "DELETE" }), "Invite link revoked.");
+      loadInvites();
+    }, "Revoke invite link"),
+  );
+  item.append(actions);
+  return item;
+}
+
+$("#create-invite").addEventListener("click", async () => {
+  await attempt(() => api(`${base}/invites/`, { method: "POST", body: {} }), "Invite link created.");
+  loadInvites();
+});
+
+// --- Deletion ----------------------------------------------------------------------------------------
+
+const deleteForm = $("#delete-form");
+if (deleteForm) {
+  deleteForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if ($("#delete-confirm").value.trim() !== config.slug) {
+      status(`Type ${config.slug} to confirm the deletion.`, true);
+      return;
+    }
+    const deleted = await attempt(() => api(`${base}/`, { method: "DELETE" }).then(() => true));
+    if (deleted) location.assign(config.home_url);
+  });
+}
+
+Promise.all([loadMembers(), loadInvites()]).finally(() => { $("#room-settings").dataset.ready = "true"; });
