@@ -5,4 +5,5 @@ from calls import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("rooms/<slug:slug>/", views.room_detail, name="room"),
+    path("invite/<str:token>/", views.accept_invite, name="invite"),
 ]
