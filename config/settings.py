@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc assets served from here, not from a CDN
     "accounts",
     "calls",
 ]
@@ -210,6 +212,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "calls.schema.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "calls.pagination.Pagination",
+    "PAGE_SIZE": env_int("PARLEY_API_PAGE_SIZE", 20),
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -219,6 +224,25 @@ REST_FRAMEWORK = {
         "user": os.environ.get("PARLEY_THROTTLE_USER", "1200/minute"),
         # Failed log-ins only: see accounts.api.ObtainTokenView.
         "login-failures": os.environ.get("PARLEY_THROTTLE_LOGIN_FAILURES", "10/minute"),
+    },
+}
+PARLEY_API_MAX_PAGE_SIZE = env_int("PARLEY_API_MAX_PAGE_SIZE", 100)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Parley API",
+    "DESCRIPTION": "Rooms, members, invites, live participants, call history and ICE servers. See docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "calls.models.RoomMembership.Role",
+        "AssignableRoleEnum": "calls.serializers.ASSIGNABLE_ROLES",
+        "VisibilityEnum": "calls.models.Room.Visibility",
+        "LeaveReasonEnum": "calls.models.CallParticipant.LeaveReason",
+        "InviteStateEnum": "calls.models.Invite.State",
     },
 }
 if DEBUG:
