@@ -253,6 +253,14 @@ if DEBUG:
 # STUN servers for RTCPeerConnection; none by default (host candidates suffice on one machine or LAN).
 # TURN servers with time-limited credentials are configured with the PARLEY_TURN_* variables.
 PARLEY_STUN_URLS = env_list("PARLEY_STUN_URLS", [])
+# TURN with the TURN REST API's time-limited credentials (coturn's `use-auth-secret` + `static-auth-secret`).
+PARLEY_TURN_URLS = env_list("PARLEY_TURN_URLS", [])
+PARLEY_TURN_SECRET = os.environ.get("PARLEY_TURN_SECRET", "")
+PARLEY_TURN_TTL = env_int("PARLEY_TURN_TTL", 3600)
+if PARLEY_TURN_URLS and not PARLEY_TURN_SECRET:
+    raise ImproperlyConfigured("PARLEY_TURN_URLS is set but PARLEY_TURN_SECRET is not: TURN needs credentials.")
+if PARLEY_TURN_TTL <= 0:
+    raise ImproperlyConfigured(f"PARLEY_TURN_TTL: expected a positive number of seconds, got {PARLEY_TURN_TTL}")
 PARLEY_SIGNALING = {
     "TICKET_TTL": env_int("PARLEY_TICKET_TTL", 60),
     "PEER_TIMEOUT": env_float("PARLEY_PEER_TIMEOUT", 60.0),
