@@ -10,7 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
-from calls import relay
+from calls import protocol, relay
 from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def check_may_join(*, room: Room, user) -> None:
         raise JoinRefused(CloseCode.FORBIDDEN, "The room is locked.")
 
 
-def join_call(*, room_slug: str, user, relay_node: str, user_agent: str = "") -> Joined:
+def join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agent: str = "") -> Joined:
     """Start the room's live call if there is none, then add the participant.
 
     The room row is locked for the transaction, so concurrent joins of one room are serialised: exactly one of
@@ -92,7 +92,7 @@ def join_call(*, room_slug: str, user, relay_node: str, user_agent: str = "") ->
         if len(others) >= room.max_participants:
             raise JoinRefused(CloseCode.ROOM_FULL, f"The room is full ({room.max_participants} people).")
         participant = CallParticipant.objects.create(
-            call=call, user=user, relay_node=relay_node, user_agent=user_agent[:300]
+            call=call, user=user, peer_id=peer_id, relay_node=relay_node, user_agent=user_agent[:300]
         )
     participant.call.room = room
     return Joined(participant=participant, others=others)
@@ -139,9 +139,14 @@ def touch_participants(*, peer_ids: list) -> int:
     )
 
 
+def peer_timeout() -> float:
+    """Seconds of silence after which a connected peer is treated as gone."""
+    return settings.PARLEY_SIGNALING["PEER_TIMEOUT"]
+
+
 def stale_after() -> timedelta:
-    """How long a row may go without a refresh before its process is presumed dead."""
-    return timedelta(seconds=settings.PARLEY_SIGNALING["PEER_TIMEOUT"] + 2 * relay.HEARTBEAT_SECONDS)
+    """How long a row may go without a refresh before its server process is presumed dead."""
+    return timedelta(seconds=peer_timeout() + 2 * relay.HEARTBEAT_SECONDS)
 
 
 def reap_stale_participants(*, room_slug: str | None = None, now=None) -> int:
@@ -156,12 +161,19 @@ def reap_stale_participants(*, room_slug: str | None = None, now=None) -> int:
         if leave_call(peer_id=participant.peer_id, reason=Reason.TIMED_OUT):
             reaped += 1
             logger.info("timed out peer %s of call %s", participant.peer_id, participant.call_id)
-            relay.notify_call(
-                call_id=participant.call_id,
-                frame={"type": "peer-left", "peer_id": str(participant.peer_id), "reason": Reason.TIMED_OUT},
-                forget=str(participant.peer_id),
-            )
+            announce_peer_left(call_id=participant.call_id, peer_id=str(participant.peer_id),
+                               reason=Reason.TIMED_OUT)
     return reaped
+
+
+def announce_peer_left(*, call_id: int, peer_id: str, reason: str) -> None:
+    """Tell the peers still in a call that one left without its own server saying so (it died)."""
+    text = protocol.encode({"type": "peer-left", "peer_id": peer_id, "reason": reason})
+    by_node: dict[str, list] = {}
+    for target, node in CallParticipant.objects.live().filter(call_id=call_id).values_list("peer_id", "relay_node"):
+        by_node.setdefault(node, []).append(("l", str(target), text, peer_id, "", ""))
+    for node, items in by_node.items():
+        relay.send_items(node, items)
 
 
 # --- Ending connections from outside (REST API, admin) ---------------------------------------------

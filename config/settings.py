@@ -135,20 +135,31 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
 
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None, "socket_keepalive": True}],
-                "prefix": os.environ.get("PARLEY_CHANNEL_PREFIX", "parley"),
-                "capacity": env_int("PARLEY_CHANNEL_CAPACITY", 1000),
-                "expiry": 60,
-                # group_expiry counts from group_add (join): keep it longer than any call.
-                "group_expiry": 7 * 24 * 3600,
-            },
-        }
+
+
+def channel_layer_for(redis_url: str | None, prefix: str = "parley") -> dict:
+    """channels-redis on `redis_url`, or the in-memory layer (one process only) without it."""
+    if not redis_url:
+        return {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    return {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # redis-py's default 5 s socket timeout would break the layer's blocking reads on idle sockets
+            # (channels_redis issue #422): no read timeout, keepalive instead, a bounded connect.
+            "hosts": [{"address": redis_url, "socket_timeout": None, "socket_connect_timeout": 5,
+                       "socket_keepalive": True, "max_connections": 1000}],
+            "prefix": prefix,
+            # One relay channel per server process carries batches of frames: room for bursts.
+            "capacity": env_int("PARLEY_CHANNEL_CAPACITY", 1000),
+            "expiry": 60,
+            # group_expiry counts from group_add (join): keep it longer than any call.
+            "group_expiry": 7 * 24 * 3600,
+        },
     }
+
+
+CHANNEL_LAYERS = {"default": channel_layer_for(REDIS_URL, os.environ.get("PARLEY_CHANNEL_PREFIX", "parley"))}
+if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -157,7 +168,6 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # --- Accounts ----------------------------------------------------------------------------------

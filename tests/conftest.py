@@ -100,3 +100,25 @@ def live_server_process(django_db_setup, django_db_blocker):
         server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def layer(request, settings):
+    """The signaling tests run on the in-memory channel layer and on real Redis (channels-redis)."""
+    import uuid
+
+    from channels.layers import channel_layers
+
+    from calls import relay
+
+    from config.settings import channel_layer_for
+
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    settings.CHANNEL_LAYERS = {"default": channel_layer_for(url, prefix=f"parley-test-{uuid.uuid4().hex[:8]}")}
+    channel_layers.backends.clear()
+    yield request.param
+    await relay.stop_node()
+    layer = channel_layers.backends.get("default")
+    if layer is not None and hasattr(layer, "flush"):
+        await layer.flush()
+    channel_layers.backends.clear()

@@ -1,5 +1,6 @@
 """The room-management REST API: every endpoint, without live sockets (tests/test_api_live.py has those)."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -35,7 +36,7 @@ def room(private_room, carol):
 
 
 def in_call(room, user) -> CallParticipant:
-    return services.join_call(room_slug=room.slug, user=user, relay_node="test-node").participant
+    return services.join_call(room_slug=room.slug, user=user, peer_id=str(uuid.uuid4()), relay_node="test-node").participant
 
 
 # --- Rooms ----------------------------------------------------------------------------------------

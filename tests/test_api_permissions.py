@@ -4,6 +4,7 @@ Personas: anonymous, outsider (mallory), member (bob), moderator (carol), owner 
 exist for the first two: 401 for anonymous (on every endpoint), 404 for the outsider, never 403.
 """
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -30,7 +31,8 @@ def world(alice, bob, carol, mallory, django_user_model):
         room.memberships.create(user=carol, role=RoomMembership.Role.MODERATOR)
         room.memberships.create(user=dave, role=RoomMembership.Role.MEMBER)
         room.memberships.create(user=frank, role=RoomMembership.Role.MODERATOR)
-        peer = services.join_call(room_slug=room.slug, user=dave, relay_node="test-node").participant
+        peer = services.join_call(room_slug=room.slug, user=dave, peer_id=str(uuid.uuid4()),
+                                  relay_node="test-node").participant
         invite = Invite.objects.create(room=room, created_by=alice, expires_at=timezone.now() + timedelta(hours=1))
         rooms[visibility] = {"room": room, "peer": peer.peer_id, "invite": invite.pk}
     return {"users": {"outsider": mallory, "member": bob, "moderator": carol, "owner": alice}, "rooms": rooms}

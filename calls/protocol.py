@@ -1,0 +1,147 @@
+"""The signaling wire protocol (docs/signaling.md): parse and validate client frames, build server frames.
+
+Every client frame is validated here before the consumer acts on it; anything off the documented shape raises
+ProtocolError with one of the documented error codes.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+
+class ErrorCode:
+    BAD_JSON = "bad-json"
+    BAD_MESSAGE = "bad-message"
+    UNKNOWN_TYPE = "unknown-type"
+    UNKNOWN_PEER = "unknown-peer"
+    UNDELIVERABLE = "undeliverable"
+    TOO_LARGE = "too-large"
+    RATE_LIMITED = "rate-limited"
+
+
+class ProtocolError(ValueError):
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+MAX_SDP_CHARS = 60 * 1024
+MAX_CANDIDATE_CHARS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """offer, answer or candidate: goes to one peer, as `frame` (the validated object) plus `from`."""
+
+    to: str
+    frame: dict
+
+
+@dataclass(frozen=True, slots=True)
+class MediaState:
+    audio: bool
+    video: bool
+    screen: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+ClientMessage = Relay | MediaState | Ping
+
+
+def decode(text: str) -> dict:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ProtocolError(ErrorCode.BAD_JSON, "The frame is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "A frame must be a JSON object.")
+    return data
+
+
+def _peer_id(data: dict) -> str:
+    to = data.get("to")
+    if not isinstance(to, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'to' must be a peer id (string).")
+    try:
+        return str(uuid.UUID(to))
+    except ValueError:
+        raise ProtocolError(ErrorCode.UNKNOWN_PEER, "'to' is not a peer id.") from None
+
+
+def _string(data: dict, key: str, limit: int, *, nullable: bool = False) -> str | None:
+    value = data.get(key)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{key}' must be a string.")
+    if len(value) > limit:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{key}' is longer than {limit} characters.")
+    return value
+
+
+def _candidate(value: Any) -> dict | None:
+    if value is None:
+        return None  # end of candidates
+    if not isinstance(value, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'candidate' must be an object or null.")
+    index = value.get("sdpMLineIndex")
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 1024):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'candidate.sdpMLineIndex' must be a small integer or null.")
+    return {
+        "candidate": _string(value, "candidate", MAX_CANDIDATE_CHARS),
+        "sdpMid": _string(value, "sdpMid", 64, nullable=True),
+        "sdpMLineIndex": index,
+        "usernameFragment": _string(value, "usernameFragment", 256, nullable=True),
+    }
+
+
+def parse_client_message(data: dict) -> ClientMessage:
+    """Validate one decoded frame; unknown keys are ignored and never relayed."""
+    kind = data.get("type")
+    if kind in ("offer", "answer"):
+        to = _peer_id(data)
+        return Relay(to=to, frame={"type": kind, "to": to, "sdp": _string(data, "sdp", MAX_SDP_CHARS)})
+    if kind == "candidate":
+        if "candidate" not in data:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "'candidate' is required (null ends the candidates).")
+        to = _peer_id(data)
+        return Relay(to=to, frame={"type": kind, "to": to, "candidate": _candidate(data["candidate"])})
+    if kind == "media-state":
+        flags = [data.get(key) for key in ("audio", "video", "screen")]
+        if not all(isinstance(flag, bool) for flag in flags):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "'audio', 'video' and 'screen' must be booleans.")
+        return MediaState(*flags)
+    if kind == "ping":
+        return Ping()
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "Every frame needs a string 'type'.")
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown frame type {kind[:40]!r}.")
+
+
+def encode(frame: dict) -> str:
+    return json.dumps(frame, separators=(",", ":"))
+
+
+def error_frame(code: str, detail: str) -> str:
+    return encode({"type": "error", "code": code, "detail": detail})
+
+
+PONG = encode({"type": "pong"})
+
+
+def user_object(user) -> dict:
+    return {"id": user.pk, "username": user.username, "display_name": user.name_shown}
+
+
+def peer_object(participant, *, polite: bool) -> dict:
+    media = None
+    if participant.audio is not None:
+        media = {"audio": participant.audio, "video": bool(participant.video), "screen": bool(participant.screen)}
+    return {"peer_id": str(participant.peer_id), "user": user_object(participant.user), "polite": polite,
+            "media": media}

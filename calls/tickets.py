@@ -1,0 +1,36 @@
+"""Single-use signaling tickets: how programs without a browser session authenticate a WebSocket.
+
+A ticket is signed (Django's signing with SECRET_KEY), bound to one user and one room, and expires after
+PARLEY_TICKET_TTL seconds. Its nonce is recorded in the cache when used (atomic `add`), so a ticket works
+once, across every server process that shares the cache (Redis in production).
+"""
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.cache import cache
+
+SALT = "parley.signaling-ticket"
+
+
+def ticket_ttl() -> int:
+    return settings.PARLEY_SIGNALING["TICKET_TTL"]
+
+
+def issue_ticket(*, user, room) -> str:
+    return signing.dumps({"u": user.pk, "r": room.slug, "n": secrets.token_urlsafe(12)}, salt=SALT)
+
+
+def redeem_ticket(*, ticket: str, room_slug: str):
+    """The ticket's user if it is genuine, fresh, for this room and unused; otherwise None. Uses it up."""
+    try:
+        data = signing.loads(ticket, salt=SALT, max_age=ticket_ttl())
+    except signing.BadSignature:  # also SignatureExpired
+        return None
+    if not isinstance(data, dict) or data.get("r") != room_slug:
+        return None
+    if not cache.add(f"ticket-used:{data.get('n')}", 1, timeout=ticket_ttl() + 5):
+        return None
+    return get_user_model().objects.filter(pk=data.get("u"), is_active=True).first()

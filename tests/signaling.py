@@ -1,0 +1,66 @@
+"""Helpers for signaling tests: connected peers over a WebsocketCommunicator on the real ASGI application."""
+
+import json
+
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from calls import tickets
+from config.asgi import application
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+TIMEOUT = 5
+
+
+class Peer:
+    """A connected client: its communicator and, once welcomed, its peer id."""
+
+    def __init__(self, communicator: WebsocketCommunicator):
+        self.ws = communicator
+        self.welcome: dict | None = None
+
+    @property
+    def peer_id(self) -> str:
+        return self.welcome["peer_id"]
+
+    async def send(self, frame: dict) -> None:
+        await self.ws.send_to(text_data=json.dumps(frame))
+
+    async def receive(self, timeout: float = TIMEOUT) -> dict:
+        output = await self.ws.receive_output(timeout)
+        assert output["type"] == "websocket.send", output
+        return json.loads(output["text"])
+
+    async def receive_type(self, kind: str, timeout: float = TIMEOUT) -> dict:
+        """The next frame, which must be of the given type."""
+        frame = await self.receive(timeout)
+        assert frame["type"] == kind, frame
+        return frame
+
+    async def closed_with(self, timeout: float = TIMEOUT) -> int:
+        """Skip frames until the server closes the socket; return the close code."""
+        while True:
+            output = await self.ws.receive_output(timeout)
+            if output["type"] == "websocket.close":
+                return output.get("code", 1000)
+
+    async def nothing(self) -> bool:
+        return await self.ws.receive_nothing(timeout=0.2)
+
+    async def leave(self) -> None:
+        await self.ws.disconnect()
+
+
+async def open_socket(path: str, *, headers: list | None = None) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, path, headers=headers if headers is not None else [ORIGIN])
+    connected, _ = await communicator.connect(timeout=TIMEOUT)
+    assert connected
+    return communicator
+
+
+async def join(user, room, *, headers: list | None = None) -> Peer:
+    """A peer that joined the room's call with a ticket, its welcome already read."""
+    ticket = await database_sync_to_async(tickets.issue_ticket)(user=user, room=room)
+    peer = Peer(await open_socket(f"/ws/rooms/{room.slug}/?ticket={ticket}", headers=headers))
+    peer.welcome = await peer.receive_type("welcome")
+    return peer

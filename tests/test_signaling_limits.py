@@ -1,0 +1,192 @@
+"""Limits, liveness and the paths by which other parts of Parley end connections."""
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+from channels.db import database_sync_to_async
+from django.core.management import call_command
+from django.utils import timezone
+
+from calls import relay, services
+from calls.models import Call, CallParticipant
+from tests.signaling import join
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def limits(settings):
+    def set_limits(**changes):
+        settings.PARLEY_SIGNALING = {**settings.PARLEY_SIGNALING, **changes}
+    return set_limits
+
+
+async def test_a_flood_is_rate_limited_then_closed_with_4429(layer, public_room, alice, limits):
+    limits(RATE_PER_SECOND=1, RATE_BURST=5, FLOOD_GRACE_SECONDS=0.5)
+    peer = await join(alice, public_room)
+    for _ in range(5):
+        await peer.send({"type": "ping"})
+        assert await peer.receive() == {"type": "pong"}
+    await peer.send({"type": "ping"})
+    assert (await peer.receive_type("error"))["code"] == "rate-limited"
+    await asyncio.sleep(0.6)
+    await peer.send({"type": "ping"})
+    assert await peer.closed_with() == 4429
+    row = await CallParticipant.objects.aget(peer_id=peer.peer_id)
+    assert row.left_at is not None
+
+
+async def test_a_client_within_its_rate_is_never_limited(layer, public_room, alice, limits):
+    limits(RATE_PER_SECOND=50, RATE_BURST=10)
+    peer = await join(alice, public_room)
+    for _ in range(30):
+        await peer.send({"type": "ping"})
+        assert await peer.receive() == {"type": "pong"}
+        await asyncio.sleep(0.025)
+    await peer.leave()
+
+
+async def test_kick_closes_the_socket_with_4403_and_tells_the_others(layer, redis_url, public_room, alice, bob):
+    a, b = await join(alice, public_room), await join(bob, public_room)
+    await a.receive_type("peer-joined")
+    participant = await CallParticipant.objects.aget(peer_id=b.peer_id)
+    await database_sync_to_async(services.kick_participant)(participant=participant)
+    assert await b.closed_with() == 4403
+    assert await a.receive() == {"type": "peer-left", "peer_id": b.peer_id, "reason": "kicked"}
+    assert (await CallParticipant.objects.aget(peer_id=b.peer_id)).leave_reason == "kicked"
+    await a.leave()
+
+
+async def test_locking_a_room_closes_everyone_but_moderators(layer, private_room, alice, bob):
+    a, b = await join(alice, private_room), await join(bob, private_room)
+    await a.receive_type("peer-joined")
+    closed = await database_sync_to_async(services.close_room_connections)(
+        room=private_room, reason="room-locked", close_code=4403, spare_moderators=True)
+    assert closed == 1
+    assert await b.closed_with() == 4403
+    assert (await a.receive_type("peer-left"))["reason"] == "room-locked"
+    await a.leave()
+
+
+async def test_a_silent_peer_times_out_with_4408(layer, public_room, alice, bob, limits, monkeypatch):
+    monkeypatch.setattr(relay, "HEARTBEAT_SECONDS", 0.2)
+    limits(PEER_TIMEOUT=0.5)
+    a, b = await join(alice, public_room), await join(bob, public_room)
+    await a.receive_type("peer-joined")
+    frames = []
+    for _ in range(10):  # a keeps pinging, b stays silent
+        await a.send({"type": "ping"})
+        frames.append(await a.receive())
+        await asyncio.sleep(0.1)
+    assert await b.closed_with() == 4408
+    assert {"type": "peer-left", "peer_id": b.peer_id, "reason": "timed-out"} in frames
+    assert (await CallParticipant.objects.aget(peer_id=b.peer_id)).leave_reason == "timed-out"
+    await a.leave()
+
+
+async def test_the_reaper_times_out_peers_of_a_dead_process_and_ends_the_call(layer, public_room, alice, bob):
+    survivor = await join(alice, public_room)
+    # A participant whose server process died long ago: its row stopped being refreshed.
+    call = await Call.objects.aget(pk=survivor.welcome["call_id"])
+    ghost = await CallParticipant.objects.acreate(call=call, user=bob, relay_node="specific.dead!process",
+                                                  last_seen_at=timezone.now() - timedelta(hours=1))
+    await database_sync_to_async(call_command)("reap_calls")
+    assert await survivor.receive() == {"type": "peer-left", "peer_id": str(ghost.peer_id), "reason": "timed-out"}
+    await ghost.arefresh_from_db()
+    assert ghost.leave_reason == "timed-out"
+    await survivor.ws.send_input({"type": "websocket.disconnect", "code": 1006})
+    await asyncio.sleep(0.2)
+    # The survivor's row is fresh, so only the ghost was reaped; the call ends when the survivor drops.
+    await call.arefresh_from_db()
+    assert call.ended_at is not None
+
+
+async def test_a_failing_handler_closes_only_its_own_connection(layer, public_room, alice, bob, monkeypatch,
+                                                                caplog):
+    a, b = await join(alice, public_room), await join(bob, public_room)
+    await a.receive_type("peer-joined")
+
+    def explode(**kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(services, "record_media_state", explode)
+    with caplog.at_level(logging.ERROR, logger="calls.consumers"):
+        await b.send({"type": "media-state", "audio": True, "video": True, "screen": False})
+        assert await b.closed_with() == 1011
+    assert "handler failed" in caplog.text
+    assert (await a.receive_type("peer-left"))["reason"] == "disconnected"
+    await a.send({"type": "ping"})
+    assert await a.receive() == {"type": "pong"}
+    await a.leave()
+
+
+class FakePeer:
+    """A peer registered on a node directly: stands for a consumer in another server process."""
+
+    def __init__(self, peer_id: str):
+        self.peer_id = peer_id
+        self.last_heard = float("inf")
+        self.frames: asyncio.Queue = asyncio.Queue()
+
+    async def relayed(self, kind, text, extra):
+        await self.frames.put((kind, text))
+
+    async def time_out(self):
+        pass
+
+
+@pytest.fixture
+async def two_nodes(layer, settings):
+    """Two relay nodes with a Redis layer each, as two server processes have (each its own client prefix)."""
+    from channels_redis.core import RedisChannelLayer
+
+    nodes = [relay.Node(RedisChannelLayer(**settings.CHANNEL_LAYERS["default"]["CONFIG"])) for _ in range(2)]
+    for node in nodes:
+        await node.start()
+    yield nodes
+    for node in nodes:
+        await node.stop()
+        await node.layer.flush()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("layer", ["redis"], indirect=True)
+async def test_frames_cross_processes_in_order_after_a_long_idle(two_nodes):
+    """channels-redis on redis-py 8: an idle blocking read must not hit a socket timeout (#422)."""
+    here, there = two_nodes
+    target = FakePeer("b")
+    there.peers["b"] = target
+    await asyncio.sleep(30)  # idle: no frame on either node
+    for n in range(50):
+        await here.deliver(there.channel, "b", "f", json.dumps({"n": n}), sender="a")
+    received = [json.loads((await asyncio.wait_for(target.frames.get(), 5))[1])["n"] for _ in range(50)]
+    assert received == list(range(50))
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("layer", ["redis"], indirect=True)
+async def test_a_full_channel_is_reported_to_the_sender_as_undeliverable(two_nodes, settings):
+    here, there = two_nodes
+    sender = FakePeer("a")
+    here.peers["a"] = sender
+    there._tasks[0].cancel()  # the other process stops reading: its channel fills up
+    here.layer.capacity = 2
+    for n in range(6):
+        await here.deliver(there.channel, "b", "f", json.dumps({"n": n}), sender="a")
+        await asyncio.sleep(0.05)  # one batch each
+    kind, text = await asyncio.wait_for(sender.frames.get(), 5)
+    assert json.loads(text)["code"] == "undeliverable"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("layer", ["redis"], indirect=True)
+async def test_a_frame_for_a_peer_gone_from_its_process_is_bounced(two_nodes):
+    here, there = two_nodes
+    sender = FakePeer("a")
+    here.peers["a"] = sender
+    await here.deliver(there.channel, "b-gone", "f", "{}", sender="a")
+    kind, text = await asyncio.wait_for(sender.frames.get(), 5)
+    assert json.loads(text)["code"] == "undeliverable"

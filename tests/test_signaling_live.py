@@ -1,0 +1,101 @@
+"""Signaling through real daphne processes, with real WebSocket and WebRTC (aiortc) clients."""
+
+import asyncio
+import json
+import os
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+
+from calls import tickets
+from calls.models import Call
+from tests.servers import DaphneServer
+from tests.webrtc import WebRTCPeer, loopback_only
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+
+
+async def ws_url(server: DaphneServer, user, room) -> str:
+    ticket = await sync_to_async(tickets.issue_ticket)(user=user, room=room)
+    return f"{server.ws_url}/ws/rooms/{room.slug}/?ticket={ticket}"
+
+
+async def recv(ws) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+async def assert_one_ended_call_with(room, users) -> None:
+    calls = [c async for c in Call.objects.filter(room=room)]
+    assert len(calls) == 1 and calls[0].ended_at is not None
+    rows = [p async for p in calls[0].participants.select_related("user").order_by("joined_at")]
+    assert [p.user for p in rows] == users
+    assert all(p.left_at and p.left_at >= p.joined_at and p.leave_reason == "left" for p in rows)
+
+
+async def test_two_websocket_clients_negotiate_through_a_real_server(live_server_process, public_room, alice, bob):
+    server = live_server_process
+    async with websockets.connect(await ws_url(server, alice, public_room)) as a:
+        welcome_a = await recv(a)
+        async with websockets.connect(await ws_url(server, bob, public_room)) as b:
+            welcome_b = await recv(b)
+            assert [p["peer_id"] for p in welcome_b["peers"]] == [welcome_a["peer_id"]]
+            assert (await recv(a))["peer"]["peer_id"] == welcome_b["peer_id"]
+
+            await b.send(json.dumps({"type": "offer", "to": welcome_a["peer_id"], "sdp": OFFER}))
+            assert (await recv(a)) == {"type": "offer", "to": welcome_a["peer_id"], "sdp": OFFER,
+                                       "from": welcome_b["peer_id"]}
+            await a.send(json.dumps({"type": "answer", "to": welcome_b["peer_id"], "sdp": OFFER}))
+            assert (await recv(b))["type"] == "answer"
+            for n in range(10):
+                candidate = {"candidate": f"candidate:{n} 1 udp 1 127.0.0.1 {5000 + n} typ host", "sdpMid": "0",
+                             "sdpMLineIndex": 0, "usernameFragment": "u"}
+                await a.send(json.dumps({"type": "candidate", "to": welcome_b["peer_id"], "candidate": candidate}))
+                assert (await recv(b))["candidate"] == candidate
+        assert await recv(a) == {"type": "peer-left", "peer_id": welcome_b["peer_id"], "reason": "left"}
+    await asyncio.sleep(0.5)
+    await assert_one_ended_call_with(public_room, [alice, bob])
+
+
+async def test_two_aiortc_peers_connect_and_talk_over_a_data_channel(live_server_process, public_room, alice, bob,
+                                                                     monkeypatch):
+    loopback_only(monkeypatch)
+    server = live_server_process
+    async with WebRTCPeer(await ws_url(server, alice, public_room)) as a:
+        async with WebRTCPeer(await ws_url(server, bob, public_room)) as b:
+            await b.connected_to(a.peer_id)
+            await a.connected_to(b.peer_id)
+            (await b.channel_open(a.peer_id)).send("hello from bob")
+            assert await asyncio.wait_for(a.messages.get(), 10) == (b.peer_id, "hello from bob")
+            (await a.channel_open(b.peer_id)).send("hello back")
+            assert await asyncio.wait_for(b.messages.get(), 10) == (a.peer_id, "hello back")
+        assert (await a.event("peer-left"))["reason"] == "left"
+    await asyncio.sleep(0.5)
+    await assert_one_ended_call_with(public_room, [alice, bob])
+
+
+@pytest.fixture
+def two_servers(redis_url, live_server_process):
+    """Two daphne processes sharing Redis and the database, as behind a load balancer."""
+    env = {"REDIS_URL": redis_url, "PARLEY_CHANNEL_PREFIX": f"parley-live-{os.getpid()}"}
+    with DaphneServer(env=env) as first, DaphneServer(env=env) as second:
+        yield first, second
+
+
+@pytest.mark.redis
+async def test_peers_on_two_server_processes_connect_across_them(two_servers, public_room, alice, bob, monkeypatch):
+    loopback_only(monkeypatch)
+    first, second = two_servers
+    async with WebRTCPeer(await ws_url(first, alice, public_room)) as a:
+        async with WebRTCPeer(await ws_url(second, bob, public_room)) as b:
+            assert [p["peer_id"] for p in b.welcome["peers"]] == [a.peer_id]
+            await b.connected_to(a.peer_id)
+            await a.connected_to(b.peer_id)
+            assert (await a.event("peer-joined"))["peer"]["peer_id"] == b.peer_id
+            (await b.channel_open(a.peer_id)).send("across processes")
+            assert await asyncio.wait_for(a.messages.get(), 10) == (b.peer_id, "across processes")
+        assert (await a.event("peer-left"))["peer_id"] == b.peer_id
+    await asyncio.sleep(0.5)
+    await assert_one_ended_call_with(public_room, [alice, bob])
