@@ -9,8 +9,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
-from django.urls import path
+from django.http import JsonResponse
+from django.urls import path, re_path
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import filters, mixins, serializers, status, viewsets
@@ -341,6 +343,12 @@ class IceServersView(APIView):
         return response
 
 
+@csrf_exempt  # it changes nothing; a CSRF failure would answer HTML
+def not_found(request, *args, **kwargs):
+    """Any other /api/ address: a JSON 404 like the API's own, not the HTML page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
 router = SimpleRouter()
 router.register("rooms", RoomViewSet, basename="room")
 router.register("calls", CallViewSet, basename="call")
@@ -361,3 +369,5 @@ urlpatterns = [
          name="room-participant-kick"),
     path("ice-servers/", IceServersView.as_view(), name="ice-servers"),
 ]
+# Last in /api/ (config/urls.py): addresses that match nothing, e.g. a slug with characters slugs cannot have.
+fallback = re_path(r"^.*$", not_found)

@@ -12,6 +12,7 @@ api_patterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     *calls_api.urlpatterns,
+    calls_api.fallback,
 ]
 
 urlpatterns = [

@@ -481,3 +481,10 @@ def test_authenticated_callers_are_throttled_with_retry_after(alice, monkeypatch
     responses = [api.get("/api/rooms/") for _ in range(3)]
     assert [r.status_code for r in responses] == [200, 200, 429]
     assert int(responses[-1]["Retry-After"]) > 0 and "throttled" in responses[-1].json()["detail"]
+
+
+def test_an_unknown_api_address_is_a_json_404(alice):
+    for url in ("/api/nothing-here/", "/api/rooms/not a slug/members/"):
+        response = client_for(alice).post(url, {}, format="json")
+        assert response.status_code == status.HTTP_404_NOT_FOUND
+        assert response.json() == {"detail": "Not found."}
