@@ -6,7 +6,7 @@ belong to) does not exist for them on any endpoint (404). docs/api.md has the fu
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, Subquery, Value
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.http import JsonResponse
@@ -50,7 +50,8 @@ def rooms_for(user):
     role = role.values("role")[:1]
     return (
         Room.objects.visible_to(user).select_related("owner")
-        .annotate(role=Subquery(role), participant_count=Coalesce(Subquery(live, output_field=IntegerField()), Value(0)))
+        .annotate(role=Subquery(role),
+                  participant_count=Coalesce(Subquery(live, output_field=IntegerField()), Value(0)))
     )
 
 

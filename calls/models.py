@@ -278,12 +278,15 @@ class Invite(models.Model):
         indexes = [models.Index(fields=["room", "-created_at"], name="calls_invite_room_recent")]
         constraints = [
             models.UniqueConstraint(fields=["token"], name="calls_invite_unique_token"),
-            models.CheckConstraint(condition=Q(expires_at__gt=F("created_at")), name="calls_invite_expires_after_creation"),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("created_at")), name="calls_invite_expires_after_creation"
+            ),
             models.CheckConstraint(
                 condition=Q(max_uses__isnull=True) | Q(max_uses__gte=1), name="calls_invite_max_uses_positive"
             ),
             models.CheckConstraint(
-                condition=Q(max_uses__isnull=True) | Q(use_count__lte=F("max_uses")), name="calls_invite_uses_within_limit"
+                condition=Q(max_uses__isnull=True) | Q(use_count__lte=F("max_uses")),
+                name="calls_invite_uses_within_limit",
             ),
         ]
 

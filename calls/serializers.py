@@ -169,4 +169,5 @@ class IceServerSerializer(serializers.Serializer):
 
 class IceServersSerializer(serializers.Serializer):
     ice_servers = IceServerSerializer(many=True, help_text="Pass as `iceServers` to RTCPeerConnection.")
-    ttl = serializers.IntegerField(allow_null=True, help_text="Seconds the TURN credentials stay valid; null without TURN.")
+    ttl = serializers.IntegerField(allow_null=True,
+                                   help_text="Seconds the TURN credentials stay valid; null without TURN.")

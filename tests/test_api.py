@@ -36,7 +36,8 @@ def room(private_room, carol):
 
 
 def in_call(room, user) -> CallParticipant:
-    return services.join_call(room_slug=room.slug, user=user, peer_id=str(uuid.uuid4()), relay_node="test-node").participant
+    joined = services.join_call(room_slug=room.slug, user=user, peer_id=str(uuid.uuid4()), relay_node="test-node")
+    return joined.participant
 
 
 # --- Rooms ----------------------------------------------------------------------------------------
