@@ -301,6 +301,17 @@ def test_an_anonymous_visitor_is_asked_to_log_in_first(client, room):
     assert response.status_code == 302 and response.url == f"/accounts/login/?next=/invite/{invite.token}/"
 
 
+def test_a_newcomer_signs_up_from_the_invite_link_and_lands_in_the_room(client, room, django_user_model):
+    invite = make_invite(room)
+    login_page = client.get(f"/invite/{invite.token}/", follow=True)
+    assert f"/accounts/signup/?next=/invite/{invite.token}/" in login_page.content.decode()
+    response = client.post(f"/accounts/signup/?next=/invite/{invite.token}/", {
+        "username": "dora", "password1": "a-long-pass-phrase", "password2": "a-long-pass-phrase",
+        "next": f"/invite/{invite.token}/"}, follow=True)
+    assert response.redirect_chain[-1][0] == f"/rooms/{room.slug}/"
+    assert room.role_of(django_user_model.objects.get(username="dora")) == "member"
+
+
 def test_an_existing_member_does_not_use_up_the_invite(client, room, bob):
     invite = make_invite(room, max_uses=1)
     client.force_login(bob)

@@ -61,6 +61,7 @@ def request(client, action: str, room: dict, me: str):
         "revoke-invite": lambda: client.delete(base + f"invites/{room['invite']}/"),
         "participants": lambda: client.get(base + "participants/"),
         "kick": lambda: client.post(base + f"participants/{room['peer']}/kick/"),
+        "ticket": lambda: client.post(base + "ticket/"),
     }[action]()
 
 
@@ -84,6 +85,7 @@ PRIVATE = {
     "revoke-invite":             (401, 404, 403, 204, 204),
     "participants":              (401, 404, 200, 200, 200),
     "kick":                      (401, 404, 403, 204, 204),
+    "ticket":                    (401, 404, 200, 200, 200),
 }
 # A public room is visible to everyone logged in; changing it still takes a role in it.
 PUBLIC = {
@@ -91,6 +93,7 @@ PUBLIC = {
     **{action: (401, 403, *codes[2:]) for action, codes in PRIVATE.items() if codes[1] == 404},
     "retrieve":                  (401, 200, 200, 200, 200),
     "participants":              (401, 200, 200, 200, 200),
+    "ticket":                    (401, 200, 200, 200, 200),
     "leave":                     (401, 404, 204, 204, 403),  # the outsider is no member to remove
 }
 
