@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -17,6 +18,14 @@ from calls.services import CloseCode, JoinRefused, Reason
 logger = logging.getLogger(__name__)
 
 CLEAN_CLOSE_CODES = {1000, 1001}  # the client said goodbye (closed, or navigated away)
+
+# Joins and leaves mostly wait on database and cache round trips. Channels' default runs every such call in one
+# thread, one after another; a small pool (a connection per thread) lets a thousand joins overlap.
+db_threads = ThreadPoolExecutor(max_workers=settings.PARLEY_SIGNALING["DB_THREADS"], thread_name_prefix="parley-db")
+
+
+def in_db_thread(func):
+    return database_sync_to_async(func, thread_sensitive=False, executor=db_threads)
 
 
 class TokenBucket:
@@ -73,26 +82,16 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if not self.scope.get("origin_allowed", True):
             await self.refuse(CloseCode.FORBIDDEN, "origin not allowed")
             return
-        user = await self.authenticate()
-        if user is None:
-            await self.refuse(CloseCode.NOT_AUTHENTICATED, "not authenticated")
-            return
-
         self.node = await relay.get_node()
         self.peer_id = str(uuid.uuid4())
         self.node.peers[self.peer_id] = self  # before the row exists, so no frame for us can miss us
         try:
-            joined = await database_sync_to_async(services.join_call)(
-                room_slug=self.room_slug, user=user, peer_id=self.peer_id, relay_node=self.node.channel,
-                user_agent=self.header(b"user-agent"),
-            )
+            welcome, me = await in_db_thread(self.enter_call)()
         except JoinRefused as refusal:
             self.node.peers.pop(self.peer_id, None)
             await self.refuse(refusal.close_code, str(refusal))
             return
         self.joined = True
-        self.user = user
-        welcome, me = await database_sync_to_async(self.welcome_frames)(joined)
         await self.send(text_data=welcome)
         pending, self.pending = self.pending, None
         for kind, text, extra in pending:
@@ -101,10 +100,19 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         for peer_id, node in list(self.peers.items()):
             await self.node.deliver(node, peer_id, "j", joined_text, [self.node.channel, self.peer_id])
 
-    async def authenticate(self):
+    def enter_call(self) -> tuple[str, dict]:
+        """Authenticate, join the call and build our welcome, in one trip to a database thread."""
+        user = self.authenticate()
+        if user is None:
+            raise JoinRefused(CloseCode.NOT_AUTHENTICATED, "Not authenticated.")
+        joined = services.join_call(room_slug=self.room_slug, user=user, peer_id=self.peer_id,
+                                    relay_node=self.node.channel, user_agent=self.header(b"user-agent"))
+        return self.welcome_frames(joined)
+
+    def authenticate(self):
         ticket = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("ticket")
         if ticket:
-            return await database_sync_to_async(tickets.redeem_ticket)(ticket=ticket[0], room_slug=self.room_slug)
+            return tickets.redeem_ticket(ticket=ticket[0], room_slug=self.room_slug)
         user = self.scope.get("user")
         return user if user is not None and user.is_authenticated else None
 
@@ -207,8 +215,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         """Close our socket, recording `reason` as the leave reason."""
         if not self.leave_reason:
             self.leave_reason = reason
+        await self.leave()  # recorded and announced before the client sees the close
         await self.close(code=code, reason=detail)
-        await self.leave()
 
     async def disconnect(self, code):
         await self.leave(reason=Reason.LEFT if code in CLEAN_CLOSE_CODES else Reason.DISCONNECTED)
@@ -220,7 +228,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.node.peers.pop(self.peer_id, None)
         reason = self.leave_reason or reason or Reason.DISCONNECTED
         try:
-            await database_sync_to_async(services.leave_call)(peer_id=self.peer_id, reason=reason)
+            await in_db_thread(services.leave_call)(peer_id=self.peer_id, reason=reason)
         finally:
             text = protocol.encode({"type": "peer-left", "peer_id": self.peer_id, "reason": reason})
             for peer_id, node in list(self.peers.items()):

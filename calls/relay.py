@@ -85,10 +85,14 @@ class Node:
     async def _send_loop(self) -> None:
         while True:
             await self._wake.wait()
-            self._wake.clear()
-            outbox, self._outbox = self._outbox, {}
             # Frames queued while these sends are under way form the next batch.
-            await asyncio.gather(*(self._send_batch(node, items) for node, items in outbox.items()))
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send every queued batch now."""
+        self._wake.clear()
+        outbox, self._outbox = self._outbox, {}
+        await asyncio.gather(*(self._send_batch(node, items) for node, items in outbox.items()))
 
     async def _send_batch(self, node: str, items: list) -> None:
         try:

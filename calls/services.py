@@ -77,24 +77,34 @@ def join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agent
     several first joiners starts the call, the size limit holds, and of any two peers exactly one sees the other
     in its `welcome` (the later one), which is what the `polite` flags rely on.
     """
-    reap_stale_participants(room_slug=room_slug)
-    with transaction.atomic():
-        room = Room.objects.select_for_update().filter(slug=room_slug).first()
-        if room is None:
-            raise JoinRefused(CloseCode.NOT_FOUND, "No such room.")
-        check_may_join(room=room, user=user)
-        call = Call.objects.filter(room=room).live().first()
-        if call is None:
-            call = Call.objects.create(room=room, started_by=user)
-            others = []
-        else:
-            others = list(call.participants.live().select_related("user").order_by("joined_at", "id"))
-        if len(others) >= room.max_participants:
-            raise JoinRefused(CloseCode.ROOM_FULL, f"The room is full ({room.max_participants} people).")
-        participant = CallParticipant.objects.create(
-            call=call, user=user, peer_id=peer_id, relay_node=relay_node, user_agent=user_agent[:300]
-        )
-    participant.call.room = room
+    try:
+        return _join_call(room_slug=room_slug, user=user, peer_id=peer_id, relay_node=relay_node,
+                          user_agent=user_agent)
+    except JoinRefused as refusal:
+        # A full room may be full of peers whose server died: time them out, then try once more.
+        if refusal.close_code != CloseCode.ROOM_FULL or not reap_stale_participants(room_slug=room_slug):
+            raise
+    return _join_call(room_slug=room_slug, user=user, peer_id=peer_id, relay_node=relay_node, user_agent=user_agent)
+
+
+@transaction.atomic
+def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agent: str) -> Joined:
+    room = Room.objects.select_for_update().filter(slug=room_slug).first()
+    if room is None:
+        raise JoinRefused(CloseCode.NOT_FOUND, "No such room.")
+    check_may_join(room=room, user=user)
+    call = Call.objects.filter(room=room).live().first()
+    if call is None:
+        call = Call.objects.create(room=room, started_by=user)
+        others = []
+    else:
+        others = list(call.participants.live().select_related("user").order_by("joined_at", "id"))
+    if len(others) >= room.max_participants:
+        raise JoinRefused(CloseCode.ROOM_FULL, f"The room is full ({room.max_participants} people).")
+    participant = CallParticipant.objects.create(
+        call=call, user=user, peer_id=peer_id, relay_node=relay_node, user_agent=user_agent[:300]
+    )
+    call.room = room
     return Joined(participant=participant, others=others)
 
 

@@ -278,6 +278,7 @@ PARLEY_SIGNALING = {
     "RATE_PER_SECOND": env_float("PARLEY_RATE_PER_SECOND", 20.0),
     "RATE_BURST": env_int("PARLEY_RATE_BURST", 100),
     "FLOOD_GRACE_SECONDS": env_float("PARLEY_FLOOD_GRACE_SECONDS", 5.0),
+    "DB_THREADS": env_int("PARLEY_DB_THREADS", 8),
 }
 
 # --- Internationalisation, static files ---------------------------------------------------------

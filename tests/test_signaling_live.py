@@ -99,3 +99,4 @@ async def test_peers_on_two_server_processes_connect_across_them(two_servers, pu
         assert (await a.event("peer-left"))["peer_id"] == b.peer_id
     await asyncio.sleep(0.5)
     await assert_one_ended_call_with(public_room, [alice, bob])
+
