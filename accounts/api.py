@@ -1,6 +1,7 @@
 """API authentication for programs: tokens in exchange for a password, and who am I."""
 
 from django.contrib.auth import authenticate
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -64,6 +65,10 @@ class ObtainTokenView(APIView):
     def get_throttles(self):
         return [LoginFailureThrottle()] if self.request.method == "POST" else super().get_throttles()
 
+    @extend_schema(summary="Exchange a username and password for an API token", request=CredentialsSerializer,
+                   responses={200: TokenSerializer}, auth=[],
+                   description="Send the token as `Authorization: Token <token>`. Failed attempts are throttled "
+                               "per client address (429).")
     def post(self, request):
         credentials = CredentialsSerializer(data=request.data)
         credentials.is_valid(raise_exception=True)
@@ -76,6 +81,7 @@ class ObtainTokenView(APIView):
         token, _ = Token.objects.get_or_create(user=user)
         return Response(TokenSerializer({"token": token.key, "user": user}).data)
 
+    @extend_schema(summary="Revoke the caller's API token", responses={204: OpenApiResponse(description="Revoked.")})
     def delete(self, request):
         Token.objects.filter(user=request.user).delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -84,9 +90,11 @@ class ObtainTokenView(APIView):
 class MeView(APIView):
     """The authenticated user. PATCH changes the display name or e-mail."""
 
+    @extend_schema(summary="The authenticated user", responses={200: MeSerializer})
     def get(self, request):
         return Response(MeSerializer(request.user).data)
 
+    @extend_schema(summary="Change the display name or e-mail", request=MeSerializer, responses={200: MeSerializer})
     def patch(self, request):
         serializer = MeSerializer(request.user, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)

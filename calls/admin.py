@@ -5,7 +5,7 @@ from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.utils import timezone
 
-from calls.models import Call, CallParticipant, Room, RoomMembership, format_duration
+from calls.models import Call, CallParticipant, Invite, Room, RoomMembership, format_duration
 
 
 class RoomMembershipInline(admin.TabularInline):
@@ -141,3 +141,12 @@ class CallParticipantAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    list_display = ("room", "created_by", "created_at", "expires_at", "use_count", "max_uses", "revoked_at")
+    list_filter = ("created_at",)
+    list_select_related = ("room", "created_by")
+    search_fields = ("room__name", "room__slug", "created_by__username")
+    readonly_fields = ("token", "room", "created_by", "created_at", "use_count")

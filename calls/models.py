@@ -1,3 +1,4 @@
+import secrets
 import uuid
 from datetime import timedelta
 
@@ -235,3 +236,75 @@ class CallParticipant(models.Model):
     @property
     def duration(self) -> timedelta:
         return (self.left_at or timezone.now()) - self.joined_at
+
+
+def new_invite_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class InviteQuerySet(models.QuerySet):
+    def usable(self, now=None) -> "InviteQuerySet":
+        """Not revoked, not expired, not used up."""
+        now = now or timezone.now()
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now).filter(
+            Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses"))
+        )
+
+
+class Invite(models.Model):
+    """A link (/invite/<token>/) that makes whoever opens it, logged in, a member of the room."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+        USED_UP = "used-up", "Used up"
+
+    token = models.CharField(max_length=64, default=new_invite_token, editable=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="invites")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    max_uses = models.PositiveIntegerField(null=True, blank=True, help_text="Empty for no limit.")
+    use_count = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InviteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["room", "-created_at"], name="calls_invite_room_recent")]
+        constraints = [
+            models.UniqueConstraint(fields=["token"], name="calls_invite_unique_token"),
+            models.CheckConstraint(
+                condition=Q(expires_at__gt=F("created_at")), name="calls_invite_expires_after_creation"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_uses__isnull=True) | Q(max_uses__gte=1), name="calls_invite_max_uses_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(max_uses__isnull=True) | Q(use_count__lte=F("max_uses")),
+                name="calls_invite_uses_within_limit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Invite to {self.room} ({self.state})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("invite", kwargs={"token": self.token})
+
+    def state_at(self, now) -> str:
+        if self.revoked_at is not None:
+            return self.State.REVOKED
+        if self.expires_at <= now:
+            return self.State.EXPIRED
+        if self.max_uses is not None and self.use_count >= self.max_uses:
+            return self.State.USED_UP
+        return self.State.ACTIVE
+
+    @property
+    def state(self) -> str:
+        return self.state_at(timezone.now())

@@ -6,11 +6,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
 from calls import protocol, relay
-from calls.models import Call, CallParticipant, Room, RoomMembership
+from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
 
 logger = logging.getLogger(__name__)
 
@@ -211,3 +212,58 @@ def close_room_connections(*, room: Room, reason: str, close_code: int, spare_mo
                          reason=reason)
         closed += 1
     return closed
+
+
+# --- Room settings, members and invites (REST API) -------------------------------------------------
+
+
+def update_room(*, room: Room, **changes) -> Room:
+    """Save the changes; locking a room ends the live connections of everyone but its owner and moderators."""
+    was_locked = room.locked
+    for field, value in changes.items():
+        setattr(room, field, value)
+    room.save()
+    if room.locked and not was_locked:
+        closed = close_room_connections(room=room, reason=Reason.ROOM_LOCKED, close_code=CloseCode.FORBIDDEN,
+                                        spare_moderators=True)
+        logger.info("room %s locked: closed %d connection(s)", room.slug, closed)
+    return room
+
+
+def delete_room(*, room: Room) -> int:
+    """End the room's live connections (close code 4404, `room-closed`), then delete it with its call history.
+
+    Returns how many connections were closed.
+    """
+    closed = close_room_connections(room=room, reason=Reason.ROOM_CLOSED, close_code=CloseCode.NOT_FOUND)
+    logger.info("room %s (id %s) deleted by its owner: closed %d connection(s)", room.slug, room.pk, closed)
+    room.delete()
+    return closed
+
+
+class InviteInvalid(Exception):
+    """The invite cannot be used; `state` says why (an Invite.State, or "unknown")."""
+
+    def __init__(self, state: str):
+        super().__init__(state)
+        self.state = state
+
+
+@transaction.atomic
+def accept_invite(*, token: str, user) -> tuple[RoomMembership, bool]:
+    """Make the user a member of the invite's room, counting one use. Returns (membership, created).
+
+    Someone who already belongs to the room keeps their role and does not use the invite up.
+    """
+    invite = Invite.objects.select_for_update().select_related("room").filter(token=token).first()
+    if invite is None:
+        raise InviteInvalid("unknown")
+    state = invite.state_at(timezone.now())
+    if state != Invite.State.ACTIVE:
+        raise InviteInvalid(state)
+    membership, created = RoomMembership.objects.get_or_create(
+        room=invite.room, user=user, defaults={"role": RoomMembership.Role.MEMBER}
+    )
+    if created:
+        Invite.objects.filter(pk=invite.pk).update(use_count=F("use_count") + 1)
+    return membership, created

@@ -7,4 +7,5 @@ urlpatterns = [
     path("rooms/<slug:slug>/", views.room_detail, name="room"),
     path("rooms/<slug:slug>/settings/", views.room_settings, name="room-settings"),
     path("calls/", views.call_history, name="call-history"),
+    path("invite/<str:token>/", views.accept_invite, name="invite"),
 ]

@@ -1,3 +1,4 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.http import Http404
@@ -6,7 +7,7 @@ from django.views.decorators.http import require_http_methods
 
 from calls import services
 from calls.forms import RoomForm
-from calls.models import Call, CallParticipant, Room, RoomMembership
+from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
 
 
 @require_http_methods(["GET", "POST"])
@@ -79,3 +80,29 @@ def call_history(request):
                 people.append(participant.user)
         rows.append({"call": call, "people": people})
     return render(request, "calls/history.html", {"rows": rows})
+
+
+INVITE_PROBLEMS = {
+    "unknown": "This invite link is not valid. Check that you copied all of it, or ask for a new one.",
+    Invite.State.EXPIRED: "This invite link has expired. Ask the person who sent it for a new one.",
+    Invite.State.REVOKED: "This invite link was revoked. Ask the person who sent it for a new one.",
+    Invite.State.USED_UP: "This invite link has been used as many times as it allows. Ask for a new one.",
+}
+
+
+@login_required  # sends people to log in (or sign up from there) and back here
+@require_http_methods(["GET"])
+def accept_invite(request, token: str):
+    """Opening an invite link makes the user a member and lands them in the room."""
+    try:
+        membership, created = services.accept_invite(token=token, user=request.user)
+    except services.InviteInvalid as invalid:
+        status = 404 if invalid.state == "unknown" else 410
+        return render(request, "calls/invite_invalid.html",
+                      {"problem": INVITE_PROBLEMS[invalid.state], "state": invalid.state}, status=status)
+    room = membership.room
+    if created:
+        messages.success(request, f"Welcome to {room.name}: you are now a member.")
+    else:
+        messages.info(request, f"You already belong to {room.name}.")
+    return redirect(room)

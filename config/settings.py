@@ -78,6 +78,8 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc assets served from here, not from a CDN
     "accounts",
     "calls",
 ]
@@ -220,6 +222,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "calls.schema.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "calls.pagination.Pagination",
+    "PAGE_SIZE": env_int("PARLEY_API_PAGE_SIZE", 20),
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
@@ -231,6 +236,25 @@ REST_FRAMEWORK = {
         "login-failures": os.environ.get("PARLEY_THROTTLE_LOGIN_FAILURES", "10/minute"),
     },
 }
+PARLEY_API_MAX_PAGE_SIZE = env_int("PARLEY_API_MAX_PAGE_SIZE", 100)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Parley API",
+    "DESCRIPTION": "Rooms, members, invites, live participants, call history and ICE servers. See docs/api.md.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "calls.models.RoomMembership.Role",
+        "AssignableRoleEnum": "calls.serializers.ASSIGNABLE_ROLES",
+        "VisibilityEnum": "calls.models.Room.Visibility",
+        "LeaveReasonEnum": "calls.models.CallParticipant.LeaveReason",
+        "InviteStateEnum": "calls.models.Invite.State",
+    },
+}
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
 
@@ -239,6 +263,14 @@ if DEBUG:
 # STUN servers for RTCPeerConnection; none by default (host candidates suffice on one machine or LAN).
 # TURN servers with time-limited credentials are configured with the PARLEY_TURN_* variables.
 PARLEY_STUN_URLS = env_list("PARLEY_STUN_URLS", [])
+# TURN with the TURN REST API's time-limited credentials (coturn's `use-auth-secret` + `static-auth-secret`).
+PARLEY_TURN_URLS = env_list("PARLEY_TURN_URLS", [])
+PARLEY_TURN_SECRET = os.environ.get("PARLEY_TURN_SECRET", "")
+PARLEY_TURN_TTL = env_int("PARLEY_TURN_TTL", 3600)
+if PARLEY_TURN_URLS and not PARLEY_TURN_SECRET:
+    raise ImproperlyConfigured("PARLEY_TURN_URLS is set but PARLEY_TURN_SECRET is not: TURN needs credentials.")
+if PARLEY_TURN_TTL <= 0:
+    raise ImproperlyConfigured(f"PARLEY_TURN_TTL: expected a positive number of seconds, got {PARLEY_TURN_TTL}")
 PARLEY_SIGNALING = {
     "TICKET_TTL": env_int("PARLEY_TICKET_TTL", 60),
     "PEER_TIMEOUT": env_float("PARLEY_PEER_TIMEOUT", 60.0),

@@ -40,6 +40,12 @@ def _fresh_cache(settings):
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Personas are created in almost every test: a deliberately slow hash would dominate the run."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def password() -> str:
     return "correct-horse-battery"
@@ -56,6 +62,12 @@ def alice(django_user_model, password):
 def bob(django_user_model, password):
     """A member."""
     return django_user_model.objects.create_user("bob", email="bob@example.com", password=password)
+
+
+@pytest.fixture
+def carol(django_user_model, password):
+    """A moderator, in the rooms that tests make her one of."""
+    return django_user_model.objects.create_user("carol", email="carol@example.com", password=password)
 
 
 @pytest.fixture

@@ -1,0 +1,374 @@
+"""The room-management REST API: rooms, members, invites, live participants, call history, ICE servers.
+
+Permissions are object-level and start from the room: a room the caller cannot see (a private room they do not
+belong to) does not exist for them on any endpoint (404). docs/api.md has the full matrix.
+"""
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
+from django.http import JsonResponse
+from django.urls import path, re_path
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import filters, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, PermissionDenied
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+from rest_framework.views import APIView
+
+from calls import services
+from calls.ice import ice_servers_for
+from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
+from calls.serializers import (
+    CallSerializer, IceServersSerializer, InviteSerializer, MembershipSerializer, MembershipUpdateSerializer,
+    ParticipantSerializer, RoomCreateSerializer, RoomSerializer, TicketSerializer,
+)
+
+Role = RoomMembership.Role
+MODERATING = (Role.OWNER, Role.MODERATOR)
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "This conflicts with existing data."
+    default_code = "conflict"
+
+
+def rooms_for(user):
+    """The rooms the user can see, each with `role` (theirs, or None) and `participant_count` (live) annotated."""
+    live = (
+        CallParticipant.objects.filter(call__room=OuterRef("pk"), left_at__isnull=True)
+        .order_by().values("call__room").annotate(n=Count("pk")).values("n")
+    )
+    role = RoomMembership.objects.filter(room=OuterRef("pk"), user=user if user.is_authenticated else None)
+    role = role.values("role")[:1]
+    return (
+        Room.objects.visible_to(user).select_related("owner")
+        .annotate(role=Subquery(role),
+                  participant_count=Coalesce(Subquery(live, output_field=IntegerField()), Value(0)))
+    )
+
+
+SLUG = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The room's slug.")
+
+
+class RoomScoped:
+    """For the endpoints under /api/rooms/<slug>/: the room, 404 unless the caller can see it."""
+
+    def get_room(self) -> Room:
+        if not hasattr(self, "_room"):
+            self._room = get_object_or_404(rooms_for(self.request.user), slug=self.kwargs["slug"])
+        return self._room
+
+    def require_role(self, *roles: str, message: str) -> None:
+        if self.get_room().role not in roles:
+            raise PermissionDenied(message)
+
+
+# --- Rooms ----------------------------------------------------------------------------------------
+
+
+class RoomFilterSerializer(serializers.Serializer):
+    visibility = serializers.ChoiceField(choices=Room.Visibility.choices, required=False,
+                                         help_text="Only public or only private rooms.")
+    mine = serializers.BooleanField(required=False, default=False,
+                                    help_text="Only the rooms the caller belongs to (with any role).")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the rooms the caller can see", parameters=[RoomFilterSerializer]),
+    create=extend_schema(summary="Create a room (the caller becomes its owner)", request=RoomCreateSerializer,
+                         responses={201: RoomSerializer}),
+    retrieve=extend_schema(summary="A room, with its live participant count and the caller's role"),
+    update=extend_schema(summary="Replace a room's settings (owner, moderators)"),
+    partial_update=extend_schema(summary="Change a room's settings (owner, moderators)",
+                                 description="Locking a room closes the sockets of everyone in its live call but "
+                                             "the owner and moderators (close code 4403, reason `room-locked`)."),
+    destroy=extend_schema(summary="Delete a room (owner)",
+                          description="Closes every socket of its live call (close code 4404, reason `room-closed`) "
+                                      "and deletes the room with its call history."),
+)
+class RoomViewSet(viewsets.ModelViewSet):
+    serializer_class = RoomSerializer
+    lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    filter_backends = [filters.SearchFilter, filters.OrderingFilter]
+    search_fields = ["name", "slug"]
+    ordering_fields = ["name", "slug", "created_at", "updated_at"]
+    ordering = ["name", "slug"]
+    extra_error_codes = {"create": ["409"]}
+
+    def get_queryset(self):
+        rooms = rooms_for(self.request.user)
+        if self.action == "list":
+            query = RoomFilterSerializer(data=self.request.query_params)
+            query.is_valid(raise_exception=True)
+            if query.validated_data.get("visibility"):
+                rooms = rooms.filter(visibility=query.validated_data["visibility"])
+            if query.validated_data["mine"]:
+                rooms = rooms.filter(pk__in=RoomMembership.objects.filter(user=self.request.user).values("room"))
+        return rooms
+
+    def get_serializer_class(self):
+        return RoomCreateSerializer if self.action == "create" else RoomSerializer
+
+    def check_object_permissions(self, request, room):
+        super().check_object_permissions(request, room)
+        if self.action in ("update", "partial_update") and room.role not in MODERATING:
+            raise PermissionDenied("Only the owner and moderators may change the room.")
+        if self.action == "destroy" and room.role != Role.OWNER:
+            raise PermissionDenied("Only the owner may delete the room.")
+
+    def perform_create(self, serializer):
+        fields = dict(serializer.validated_data)
+        slug = fields.pop("slug", "")
+        if slug and Room.objects.filter(slug=slug).exists():
+            raise Conflict(f"A room with the slug {slug!r} exists already.")
+        try:
+            with transaction.atomic():
+                room = services.create_room(owner=self.request.user, slug=slug, **fields)
+        except IntegrityError:  # lost a race for the same slug
+            raise Conflict(f"A room with the slug {slug!r} exists already.") from None
+        serializer.instance = rooms_for(self.request.user).get(pk=room.pk)
+
+    def perform_update(self, serializer):
+        room = services.update_room(room=serializer.instance, **serializer.validated_data)
+        serializer.instance = rooms_for(self.request.user).get(pk=room.pk)
+
+    def perform_destroy(self, room):
+        services.delete_room(room=room)
+
+    @extend_schema(summary="A ticket to open the room's signaling socket", request=None,
+                   responses={200: TicketSerializer},
+                   description="For programs that cannot send the session cookie on the WebSocket: open "
+                               "`ws/rooms/<slug>/?ticket=<ticket>` within `expires_in` seconds. 403 when the caller "
+                               "may not join (a locked room).")
+    @action(detail=True, methods=["post"])
+    def ticket(self, request, slug=None):
+        room = self.get_object()
+        try:
+            services.check_may_join(room=room, user=request.user)
+        except services.JoinRefused as refusal:
+            raise PermissionDenied(str(refusal)) from None
+        from calls.tickets import issue_ticket  # the signaling side's module
+
+        ticket = issue_ticket(user=request.user, room=room)
+        return Response({"ticket": ticket, "expires_in": settings.PARLEY_SIGNALING["TICKET_TTL"]})
+
+
+# --- Members --------------------------------------------------------------------------------------
+
+
+USERNAME = OpenApiParameter("username", OpenApiTypes.STR, OpenApiParameter.PATH, description="The member's username.")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The room's members (members only)", parameters=[SLUG]),
+    create=extend_schema(summary="Add a member (owner; moderators add plain members)", parameters=[SLUG]),
+    partial_update=extend_schema(summary="Change a member's role (owner)", parameters=[SLUG, USERNAME]),
+    destroy=extend_schema(summary="Remove a member, or leave the room", parameters=[SLUG, USERNAME],
+                          description="The owner removes anyone but themselves; moderators remove plain members; "
+                                      "anyone but the owner may remove themselves (leave)."),
+)
+class MemberViewSet(RoomScoped, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+                    mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    lookup_field = "user__username"
+    lookup_url_kwarg = "username"
+    extra_error_codes = {"create": ["409"]}
+
+    def get_queryset(self):
+        return RoomMembership.objects.filter(room=self.get_room()).select_related("user").order_by("user__username")
+
+    def get_serializer_class(self):
+        return MembershipUpdateSerializer if self.action == "partial_update" else MembershipSerializer
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if self.action == "list":
+            self.require_role(*Role.values, message="Only members see who else belongs to the room.")
+        elif self.action == "create":
+            self.require_role(*MODERATING, message="Only the owner and moderators add members.")
+        elif self.action == "partial_update":
+            self.require_role(Role.OWNER, message="Only the owner changes roles.")
+
+    def perform_create(self, serializer):
+        room, user = self.get_room(), serializer.validated_data["username"]
+        if serializer.validated_data["role"] != Role.MEMBER and room.role != Role.OWNER:
+            raise PermissionDenied("Only the owner makes moderators.")
+        if room.memberships.filter(user=user).exists():
+            raise Conflict(f"{user.username} is a member already.")
+        try:
+            with transaction.atomic():
+                serializer.instance = RoomMembership.objects.create(
+                    room=room, user=user, role=serializer.validated_data["role"]
+                )
+        except IntegrityError:
+            raise Conflict(f"{user.username} is a member already.") from None
+
+    def perform_update(self, serializer):
+        if serializer.instance.role == Role.OWNER:
+            raise PermissionDenied("The owner's role does not change.")
+        serializer.save()
+
+    def perform_destroy(self, membership):
+        room, me = self.get_room(), self.request.user
+        if membership.role == Role.OWNER:
+            raise PermissionDenied("The owner cannot leave or be removed; delete the room instead.")
+        allowed = (
+            membership.user_id == me.pk
+            or room.role == Role.OWNER
+            or (room.role == Role.MODERATOR and membership.role == Role.MEMBER)
+        )
+        if not allowed:
+            raise PermissionDenied("You may not remove this member.")
+        membership.delete()
+
+
+# --- Invites --------------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The room's invites (owner, moderators)", parameters=[SLUG]),
+    create=extend_schema(summary="Create an invite link (owner, moderators)", parameters=[SLUG]),
+    destroy=extend_schema(summary="Revoke an invite (owner, moderators)",
+                          parameters=[SLUG, OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]),
+)
+class InviteViewSet(RoomScoped, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin,
+                    viewsets.GenericViewSet):
+    serializer_class = InviteSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def get_queryset(self):
+        return Invite.objects.filter(room=self.get_room()).select_related("room", "created_by")
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.require_role(*MODERATING, message="Only the owner and moderators manage invites.")
+
+    def perform_create(self, serializer):
+        serializer.save(room=self.get_room(), created_by=self.request.user)
+
+    def perform_destroy(self, invite):
+        Invite.objects.filter(pk=invite.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# --- Live participants ----------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Who is in the room's live call now", parameters=[SLUG]),
+)
+class ParticipantViewSet(RoomScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = ParticipantSerializer
+    lookup_field = "peer_id"
+    pagination_class = None  # at most MAX_PARTICIPANTS
+
+    def get_queryset(self):
+        return CallParticipant.objects.live().filter(call__room=self.get_room()).select_related("user")
+
+    @extend_schema(
+        summary="Remove a peer from the live call (owner, moderators)", request=None,
+        parameters=[SLUG, OpenApiParameter("peer_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={204: OpenApiResponse(description="Kicked: its socket closes with 4403.")},
+        description="The peer's socket closes with code 4403; the others get `peer-left` with reason `kicked`; "
+                    "the participant row records `kicked`. Moderators cannot kick the owner or other moderators.",
+    )
+    @action(detail=True, methods=["post"])
+    def kick(self, request, slug=None, peer_id=None):
+        room = self.get_room()
+        self.require_role(*MODERATING, message="Only the owner and moderators remove people from a call.")
+        participant = self.get_object()
+        if room.role == Role.MODERATOR and room.role_of(participant.user) in MODERATING:
+            raise PermissionDenied("Moderators cannot remove the owner or other moderators.")
+        services.kick_participant(participant=participant)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Call history ---------------------------------------------------------------------------------
+
+
+class CallFilterSerializer(serializers.Serializer):
+    room = serializers.SlugField(required=False, help_text="Only calls of the room with this slug.")
+    started_after = serializers.DateTimeField(required=False, help_text="Only calls started at or after this.")
+    started_before = serializers.DateTimeField(required=False, help_text="Only calls started before this.")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Call history: calls the caller took part in, and all calls of rooms they own",
+                       parameters=[CallFilterSerializer]),
+    retrieve=extend_schema(summary="One call, with its participants and durations"),
+)
+class CallViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = CallSerializer
+    lookup_value_regex = r"[0-9]+"
+
+    def get_queryset(self):
+        if not self.request.user.is_authenticated:  # only while generating the schema: the API needs a user
+            return Call.objects.none()
+        calls = (
+            Call.objects.for_user(self.request.user).select_related("room")
+            .prefetch_related(Prefetch("participants", CallParticipant.objects.select_related("user")))
+        )
+        if self.action == "list":
+            query = CallFilterSerializer(data=self.request.query_params)
+            query.is_valid(raise_exception=True)
+            filters_ = query.validated_data
+            if "room" in filters_:
+                calls = calls.filter(room__slug=filters_["room"])
+            if "started_after" in filters_:
+                calls = calls.filter(started_at__gte=filters_["started_after"])
+            if "started_before" in filters_:
+                calls = calls.filter(started_at__lt=filters_["started_before"])
+        return calls
+
+
+# --- ICE servers ----------------------------------------------------------------------------------
+
+
+class IceServersView(APIView):
+    @extend_schema(summary="STUN and TURN servers for RTCPeerConnection", responses={200: IceServersSerializer},
+                   description="TURN entries carry credentials for the caller valid for `ttl` seconds "
+                               "(TURN REST API: username `<expiry>:<user id>`, credential "
+                               "base64(HMAC-SHA1(secret, username))). Fetch them right before connecting.")
+    def get(self, request):
+        servers = ice_servers_for(request.user)
+        has_turn = any("credential" in server for server in servers)
+        response = Response({"ice_servers": servers, "ttl": settings.PARLEY_TURN_TTL if has_turn else None})
+        response["Cache-Control"] = "no-store, private"
+        return response
+
+
+@csrf_exempt  # it changes nothing; a CSRF failure would answer HTML
+def not_found(request, *args, **kwargs):
+    """Any other /api/ address: a JSON 404 like the API's own, not the HTML page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+router = SimpleRouter()
+router.register("rooms", RoomViewSet, basename="room")
+router.register("calls", CallViewSet, basename="call")
+
+members = MemberViewSet.as_view({"get": "list", "post": "create"})
+member = MemberViewSet.as_view({"patch": "partial_update", "delete": "destroy"})
+invites = InviteViewSet.as_view({"get": "list", "post": "create"})
+invite = InviteViewSet.as_view({"delete": "destroy"})
+
+urlpatterns = [
+    *router.urls,
+    path("rooms/<slug:slug>/members/", members, name="room-members"),
+    path("rooms/<slug:slug>/members/<str:username>/", member, name="room-member"),
+    path("rooms/<slug:slug>/invites/", invites, name="room-invites"),
+    path("rooms/<slug:slug>/invites/<int:pk>/", invite, name="room-invite"),
+    path("rooms/<slug:slug>/participants/", ParticipantViewSet.as_view({"get": "list"}), name="room-participants"),
+    path("rooms/<slug:slug>/participants/<uuid:peer_id>/kick/", ParticipantViewSet.as_view({"post": "kick"}),
+         name="room-participant-kick"),
+    path("ice-servers/", IceServersView.as_view(), name="ice-servers"),
+]
+# Last in /api/ (config/urls.py): addresses that match nothing, e.g. a slug with characters slugs cannot have.
+fallback = re_path(r"^.*$", not_found)

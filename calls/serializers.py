@@ -1,0 +1,173 @@
+"""Request and response shapes of the REST API (calls/api.py)."""
+
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.api import UserSerializer
+from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
+
+User = get_user_model()
+
+INVITE_TTL_DEFAULT = 7 * 24 * 3600
+INVITE_TTL_MAX = 90 * 24 * 3600
+# Roles given through the API: a room has exactly one owner, its creator.
+ASSIGNABLE_ROLES = [(RoomMembership.Role.MEMBER.value, "Member"), (RoomMembership.Role.MODERATOR.value, "Moderator")]
+
+
+class RoomSerializer(serializers.ModelSerializer):
+    """A room as the caller sees it. On update only name, visibility, max_participants and locked change."""
+
+    owner = UserSerializer(read_only=True)
+    participant_count = serializers.IntegerField(read_only=True, help_text="People in the live call now.")
+    role = serializers.ChoiceField(
+        choices=RoomMembership.Role.choices, read_only=True, allow_null=True,
+        help_text="The caller's role in the room; null when they are not a member (of a public room).",
+    )
+    url = serializers.SerializerMethodField(help_text="The room's page in the browser.")
+
+    class Meta:
+        model = Room
+        fields = ("slug", "name", "visibility", "max_participants", "locked", "owner", "role",
+                  "participant_count", "url", "created_at", "updated_at")
+        read_only_fields = ("slug", "owner", "created_at", "updated_at")
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, room: Room) -> str:
+        request = self.context.get("request")
+        path = room.get_absolute_url()
+        return request.build_absolute_uri(path) if request else path
+
+
+class RoomCreateSerializer(RoomSerializer):
+    slug = serializers.SlugField(
+        max_length=64, required=False, allow_blank=True,
+        help_text="The room's address; made from the name when left out. Must be unique (409 otherwise).",
+    )
+
+    class Meta(RoomSerializer.Meta):
+        read_only_fields = ("owner", "created_at", "updated_at")
+
+
+class MembershipSerializer(serializers.ModelSerializer):
+    user = UserSerializer(read_only=True)
+    username = serializers.SlugRelatedField(
+        slug_field="username", queryset=User.objects.filter(is_active=True), write_only=True,
+        help_text="Who to add.",
+    )
+    role = serializers.ChoiceField(
+        choices=ASSIGNABLE_ROLES, default=RoomMembership.Role.MEMBER,
+        help_text="`member` or `moderator` (only the owner makes moderators). A room has exactly one owner.",
+    )
+
+    class Meta:
+        model = RoomMembership
+        fields = ("user", "username", "role", "created_at")
+        read_only_fields = ("created_at",)
+
+
+class MembershipUpdateSerializer(serializers.ModelSerializer):
+    role = serializers.ChoiceField(choices=ASSIGNABLE_ROLES)
+
+    class Meta:
+        model = RoomMembership
+        fields = ("role",)
+
+
+class InviteSerializer(serializers.ModelSerializer):
+    created_by = UserSerializer(read_only=True)
+    url = serializers.SerializerMethodField(help_text="The link to send: opening it while logged in joins the room.")
+    state = serializers.ChoiceField(choices=Invite.State.choices, read_only=True)
+    expires_in = serializers.IntegerField(
+        write_only=True, required=False, min_value=60, max_value=INVITE_TTL_MAX, default=INVITE_TTL_DEFAULT,
+        help_text=f"Seconds until the link expires (default {INVITE_TTL_DEFAULT}, one week).",
+    )
+    max_uses = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=100000, default=None,
+        help_text="How many people may join with it; null for no limit.",
+    )
+
+    class Meta:
+        model = Invite
+        fields = ("id", "token", "url", "state", "expires_in", "expires_at", "max_uses", "use_count", "revoked_at",
+                  "created_by", "created_at")
+        read_only_fields = ("id", "token", "expires_at", "use_count", "revoked_at", "created_at")
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, invite: Invite) -> str:
+        request = self.context.get("request")
+        path = reverse("invite", kwargs={"token": invite.token})
+        return request.build_absolute_uri(path) if request else path
+
+    def create(self, validated_data):
+        expires_in = validated_data.pop("expires_in")
+        now = timezone.now()
+        return Invite.objects.create(created_at=now, expires_at=now + timedelta(seconds=expires_in), **validated_data)
+
+
+class ParticipantSerializer(serializers.ModelSerializer):
+    """One live connection to the room's call, with the media state the peer last announced (null: not yet)."""
+
+    user = UserSerializer(read_only=True)
+
+    class Meta:
+        model = CallParticipant
+        fields = ("peer_id", "user", "joined_at", "audio", "video", "screen")
+        read_only_fields = fields
+
+
+class CallParticipantSerializer(serializers.ModelSerializer):
+    user = UserSerializer(read_only=True)
+    duration = serializers.SerializerMethodField(help_text="Seconds from join to leave (or to now, while live).")
+
+    class Meta:
+        model = CallParticipant
+        fields = ("peer_id", "user", "joined_at", "left_at", "leave_reason", "duration")
+        read_only_fields = fields
+
+    def get_duration(self, participant: CallParticipant) -> float:
+        return round(participant.duration.total_seconds(), 3)
+
+
+class CallRoomSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Room
+        fields = ("slug", "name")
+        read_only_fields = fields
+
+
+class CallSerializer(serializers.ModelSerializer):
+    room = CallRoomSerializer(read_only=True)
+    is_live = serializers.BooleanField(read_only=True)
+    duration = serializers.SerializerMethodField(help_text="Seconds from start to end (or to now, while live).")
+    participants = CallParticipantSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Call
+        fields = ("id", "room", "started_at", "ended_at", "is_live", "duration", "participants")
+        read_only_fields = fields
+
+    def get_duration(self, call: Call) -> float:
+        return round(call.duration.total_seconds(), 3)
+
+
+class TicketSerializer(serializers.Serializer):
+    ticket = serializers.CharField(help_text="Pass as `?ticket=` when opening ws/rooms/<slug>/. Single use.")
+    expires_in = serializers.IntegerField(help_text="Seconds the ticket stays valid.")
+
+
+class IceServerSerializer(serializers.Serializer):
+    urls = serializers.JSONField(help_text="A URL or a list of URLs (stun:, turn:, turns:).")
+    username = serializers.CharField(required=False, help_text="TURN only: `<unix expiry>:<user id>`.")
+    credential = serializers.CharField(required=False, help_text="TURN only: base64(HMAC-SHA1(secret, username)).")
+
+
+class IceServersSerializer(serializers.Serializer):
+    ice_servers = IceServerSerializer(many=True, help_text="Pass as `iceServers` to RTCPeerConnection.")
+    ttl = serializers.IntegerField(allow_null=True,
+                                   help_text="Seconds the TURN credentials stay valid; null without TURN.")
