@@ -41,9 +41,13 @@ def _fresh_cache(settings):
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    """Personas are created in almost every test: a deliberately slow hash would dominate the run."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def _fast_password_hashing(request, settings):
+    """Personas are created in almost every test: a deliberately slow hash would dominate the run.
+
+    Not in browser tests: people log in there through a real server process, which hashes as production does.
+    """
+    if request.node.get_closest_marker("browser") is None:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
