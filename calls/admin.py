@@ -65,12 +65,12 @@ class CallStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
-    list_display = ("room", "started_at", "ended_at", "duration_shown", "participant_count", "is_live")
+    list_display = ("room_name", "room", "started_at", "ended_at", "duration_shown", "participant_count", "is_live")
     list_filter = (CallStatusFilter, "started_at", ("room", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("room",)
     date_hierarchy = "started_at"
-    search_fields = ("room__name", "room__slug", "participants__user__username")
-    readonly_fields = ("room", "started_by", "started_at", "ended_at", "duration_shown")
+    search_fields = ("room_name", "room__slug", "participants__user__username")
+    readonly_fields = ("room", "room_name", "started_by", "started_at", "ended_at", "duration_shown")
     fields = readonly_fields
     inlines = [CallParticipantInline]
     actions = ["export_csv"]
@@ -106,7 +106,7 @@ class CallAdmin(admin.ModelAdmin):
         writer = csv.writer(response)
         writer.writerow(
             [
-                "call_id", "room", "call_started_at", "call_ended_at", "call_duration_seconds",
+                "call_id", "room", "room_name", "call_started_at", "call_ended_at", "call_duration_seconds",
                 "username", "display_name", "peer_id", "joined_at", "left_at", "duration_seconds",
                 "leave_reason", "user_agent",
             ]
@@ -115,7 +115,7 @@ class CallAdmin(admin.ModelAdmin):
             for p in call.participants.all():
                 writer.writerow(
                     [
-                        call.pk, call.room.slug, call.started_at.isoformat(),
+                        call.pk, call.room.slug if call.room else "", call.room_name, call.started_at.isoformat(),
                         call.ended_at.isoformat() if call.ended_at else "", int(call.duration.total_seconds()),
                         p.user.username, p.user.display_name, p.peer_id, p.joined_at.isoformat(),
                         p.left_at.isoformat() if p.left_at else "", int(p.duration.total_seconds()),

@@ -92,7 +92,7 @@ class RoomFilterSerializer(serializers.Serializer):
                                              "the owner and moderators (close code 4403, reason `room-locked`)."),
     destroy=extend_schema(summary="Delete a room (owner)",
                           description="Closes every socket of its live call (close code 4404, reason `room-closed`) "
-                                      "and deletes the room with its call history."),
+                                      "and deletes the room; its calls stay in the call log (`room` null)."),
 )
 class RoomViewSet(viewsets.ModelViewSet):
     serializer_class = RoomSerializer

@@ -130,7 +130,9 @@ class CallQuerySet(models.QuerySet):
 class Call(models.Model):
     """One stretch of time in which a room had people in it."""
 
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="calls")
+    # A deleted room leaves its calls behind: they are the call log.
+    room = models.ForeignKey(Room, on_delete=models.SET_NULL, null=True, blank=True, related_name="calls")
+    room_name = models.CharField(max_length=100, help_text="The room's name when the call started.")
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -156,7 +158,7 @@ class Call(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.room} at {self.started_at:%Y-%m-%d %H:%M}"
+        return f"{self.room_name} at {self.started_at:%Y-%m-%d %H:%M}"
 
     @property
     def is_live(self) -> bool:

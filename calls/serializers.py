@@ -142,14 +142,15 @@ class CallRoomSerializer(serializers.ModelSerializer):
 
 
 class CallSerializer(serializers.ModelSerializer):
-    room = CallRoomSerializer(read_only=True)
+    room = CallRoomSerializer(read_only=True, allow_null=True, help_text="null once the room is deleted.")
+    room_name = serializers.CharField(read_only=True, help_text="The room's name when the call started.")
     is_live = serializers.BooleanField(read_only=True)
     duration = serializers.SerializerMethodField(help_text="Seconds from start to end (or to now, while live).")
     participants = CallParticipantSerializer(many=True, read_only=True)
 
     class Meta:
         model = Call
-        fields = ("id", "room", "started_at", "ended_at", "is_live", "duration", "participants")
+        fields = ("id", "room", "room_name", "started_at", "ended_at", "is_live", "duration", "participants")
         read_only_fields = fields
 
     def get_duration(self, call: Call) -> float:

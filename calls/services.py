@@ -95,7 +95,7 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
     check_may_join(room=room, user=user)
     call = Call.objects.filter(room=room).live().first()
     if call is None:
-        call = Call.objects.create(room=room, started_by=user)
+        call = Call.objects.create(room=room, room_name=room.name, started_by=user)
         others = []
     else:
         others = list(call.participants.live().select_related("user").order_by("joined_at", "id"))
@@ -231,7 +231,8 @@ def update_room(*, room: Room, **changes) -> Room:
 
 
 def delete_room(*, room: Room) -> int:
-    """End the room's live connections (close code 4404, `room-closed`), then delete it with its call history.
+    """End the room's live connections (close code 4404, `room-closed`), then delete it. Its calls stay in the
+    call log, detached from the room.
 
     Returns how many connections were closed.
     """

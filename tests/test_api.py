@@ -164,11 +164,14 @@ def test_locking_a_room_ends_the_call_for_members_but_not_moderators(room, alice
     assert carol_peer.is_live
 
 
-def test_deleting_a_room_ends_its_call_and_removes_it(room, alice, bob):
+def test_deleting_a_room_ends_its_call_and_keeps_the_call_log(room, alice, bob):
     peer = in_call(room, bob)
     assert client_for(alice).delete(f"/api/rooms/{room.slug}/").status_code == status.HTTP_204_NO_CONTENT
     assert not Room.objects.filter(pk=room.pk).exists()
-    assert not CallParticipant.objects.filter(pk=peer.pk).exists()  # the call history goes with the room
+    peer.refresh_from_db()
+    assert peer.leave_reason == "room-closed" and peer.call.ended_at is not None and peer.call.room is None
+    history = client_for(bob).get(f"/api/calls/{peer.call_id}/").json()
+    assert history["room"] is None and history["room_name"] == room.name
 
 
 # --- Members --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from channels.layers import channel_layers
 from rest_framework.test import APIClient
 
 from calls import relay, tickets
-from calls.models import CallParticipant, Room, RoomMembership
+from calls.models import Call, CallParticipant, Room, RoomMembership
 from config.settings import channel_layer_for
 from tests.servers import DaphneServer
 from tests.signaling import Peer, join, open_socket
@@ -60,13 +60,18 @@ async def test_a_member_cannot_kick_and_nobody_is_disconnected(layer, moderated_
     await b.leave()
 
 
-async def test_deleting_a_room_closes_every_socket_with_4404_and_removes_the_room(layer, moderated_room, alice,
+async def test_deleting_a_room_closes_every_socket_with_4404_and_keeps_its_call_log(layer, moderated_room, alice,
                                                                                   bob, carol):
     peers = [await join(user, moderated_room) for user in (alice, bob, carol)]
     response = await call_api(alice, "delete", f"/api/rooms/{moderated_room.slug}/")
     assert response.status_code == 204
     assert [await peer.closed_with() for peer in peers] == [4404, 4404, 4404]
     assert not await Room.objects.filter(pk=moderated_room.pk).aexists()
+    # The call log outlives the room, and says why everyone left.
+    call = await Call.objects.aget(pk=peers[0].welcome["call_id"])
+    assert call.room_id is None and call.room_name == moderated_room.name and call.ended_at is not None
+    reasons = [p.leave_reason async for p in call.participants.all()]
+    assert reasons == ["room-closed"] * 3
 
 
 async def test_locking_a_room_closes_members_with_4403_and_keeps_moderators(layer, moderated_room, alice, bob,
