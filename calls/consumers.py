@@ -56,6 +56,15 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     peer_id = ""
     joined = False
 
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # daphne cancels every connection when it shuts down: record ours as such.
+            self.leave_reason = self.leave_reason or Reason.SERVER_SHUTDOWN
+            await self.leave()
+            raise
+
     async def dispatch(self, message):
         # Channels runs close_old_connections() in the database thread before every handler. Relayed frames
         # never touch the database, so they skip that hop; connect and disconnect keep it.
@@ -230,6 +239,14 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.joined = False
         self.node.peers.pop(self.peer_id, None)
         reason = self.leave_reason or reason or Reason.DISCONNECTED
+        # Shielded, and known to the node: a shutdown cancels connections, but their leaves must still be
+        # written and announced before the process exits.
+        recording = asyncio.ensure_future(self.record_leave(reason))
+        self.node.leaving.add(recording)
+        recording.add_done_callback(self.node.leaving.discard)
+        await asyncio.shield(recording)
+
+    async def record_leave(self, reason: str) -> None:
         try:
             await in_db_thread(services.leave_call)(peer_id=self.peer_id, reason=reason)
         finally:

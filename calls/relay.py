@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 BATCH = "relay.batch"
 HEARTBEAT_SECONDS = 20.0  # how often a node refreshes its peers' rows and looks for silent peers
 REAP_EVERY = 3  # heartbeats between two opportunistic reaper runs
+SHUTDOWN_SECONDS = 30.0  # how long a stopping server may take to record its peers' leaves
 
 
 class LocalPeer(Protocol):
@@ -50,6 +51,7 @@ class Node:
         self.layer = layer
         self.channel = ""
         self.peers: dict[str, LocalPeer] = {}
+        self.leaving: set[asyncio.Future] = set()  # leaves being recorded: a shutdown waits for them
         self._outbox: dict[str, list] = {}
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
@@ -68,7 +70,8 @@ class Node:
         elsewhere, and send what is queued before the process exits."""
         peers = list(self.peers.values())
         logger.info("relay node %s: server shutting down, closing %d connection(s)", self.channel, len(peers))
-        await asyncio.wait_for(asyncio.gather(*(peer.shut_down() for peer in peers), return_exceptions=True), 10)
+        await asyncio.wait_for(asyncio.gather(*(peer.shut_down() for peer in peers), *self.leaving,
+                                              return_exceptions=True), SHUTDOWN_SECONDS)
         await self.flush()
         await self.stop()
 
