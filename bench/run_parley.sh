@@ -32,7 +32,7 @@ load() { echo "\$ taskset -c 1 $PY bench/signal_load.py --django $*"; taskset -c
 
 if [[ $mode == burst || $mode == all ]]; then
   start_server 8100
-  load --url ws://127.0.0.1:8100 --rooms 500 --rounds "${BURST_ROUNDS:-60}" --server-pid "${servers[0]}"
+  load --url ws://127.0.0.1:8100 --rooms 500 --rounds 60 --server-pid "${servers[0]}"
   stop_servers
 fi
 if [[ $mode == paced || $mode == all ]]; then

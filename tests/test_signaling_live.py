@@ -118,3 +118,14 @@ async def test_a_server_restart_is_recorded_and_announced(two_servers, public_ro
             assert closed.value.rcvd is None or closed.value.rcvd.code == 1012
     row = await CallParticipant.objects.aget(peer_id=welcome_b["peer_id"])
     assert row.leave_reason == "server-shutdown"
+
+
+async def test_a_70_kib_frame_through_daphne_gets_too_large_and_the_socket_stays_open(live_server_process,
+                                                                                       public_room, alice):
+    """daphne's own cap (1 MiB) is above the protocol's 64 KiB, so the protocol's error is what clients see."""
+    async with websockets.connect(await ws_url(live_server_process, alice, public_room), max_size=None) as ws:
+        welcome = await recv(ws)
+        await ws.send(json.dumps({"type": "offer", "to": welcome["peer_id"], "sdp": "x" * 70 * 1024}))
+        assert (await recv(ws))["code"] == "too-large"
+        await ws.send(json.dumps({"type": "ping"}))
+        assert await recv(ws) == {"type": "pong"}
