@@ -209,6 +209,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     async def time_out(self) -> None:
         await self.end(CloseCode.TIMED_OUT, Reason.TIMED_OUT, "silent for too long")
 
+    async def shut_down(self) -> None:
+        await self.end(CloseCode.SERVICE_RESTART, Reason.SERVER_SHUTDOWN, "server restarting")
+
     # --- leaving -------------------------------------------------------------------------------------
 
     async def end(self, code: int, reason: str, detail: str) -> None:

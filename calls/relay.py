@@ -17,6 +17,7 @@ Items on the wire: [kind, to_peer, text, extra, from_node, from_peer], kind one 
 
 import asyncio
 import logging
+import sys
 from typing import Protocol
 
 from asgiref.sync import async_to_sync
@@ -41,6 +42,8 @@ class LocalPeer(Protocol):
 
     async def time_out(self) -> None: ...
 
+    async def shut_down(self) -> None: ...
+
 
 class Node:
     def __init__(self, layer):
@@ -49,6 +52,7 @@ class Node:
         self.peers: dict[str, LocalPeer] = {}
         self._outbox: dict[str, list] = {}
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
@@ -58,6 +62,15 @@ class Node:
             asyncio.create_task(self._send_loop(), name="relay-send"),
             asyncio.create_task(self._housekeeping_loop(), name="relay-housekeeping"),
         ]
+
+    async def shut_down(self) -> None:
+        """The server process is stopping: end its connections (recorded as server-shutdown), tell the peers
+        elsewhere, and send what is queued before the process exits."""
+        peers = list(self.peers.values())
+        logger.info("relay node %s: server shutting down, closing %d connection(s)", self.channel, len(peers))
+        await asyncio.wait_for(asyncio.gather(*(peer.shut_down() for peer in peers), return_exceptions=True), 10)
+        await self.flush()
+        await self.stop()
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -89,10 +102,11 @@ class Node:
             await self.flush()
 
     async def flush(self) -> None:
-        """Send every queued batch now."""
-        self._wake.clear()
-        outbox, self._outbox = self._outbox, {}
-        await asyncio.gather(*(self._send_batch(node, items) for node, items in outbox.items()))
+        """Send every queued batch now (after the batches already on their way)."""
+        async with self._flushing:
+            self._wake.clear()
+            outbox, self._outbox = self._outbox, {}
+            await asyncio.gather(*(self._send_batch(node, items) for node, items in outbox.items()))
 
     async def _send_batch(self, node: str, items: list) -> None:
         try:
@@ -171,7 +185,24 @@ async def _start_node() -> Node:
     node = Node(get_channel_layer())
     await node.start()
     logger.info("relay node %s started", node.channel)
+    _shut_down_with_daphne(node)
     return node
+
+
+def _shut_down_with_daphne(node: Node) -> None:
+    """Under daphne (Twisted), shut the node down before the reactor stops, so that a restart is recorded.
+
+    daphne's own shutdown hook cancels every connection, but it fails on a connection that never sent a request
+    (a port probe, a balancer's health check) and then nothing is recorded; ours runs regardless.
+    """
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or not reactor.running:
+        return
+    from twisted.internet.defer import Deferred
+
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: Deferred.fromFuture(asyncio.ensure_future(node.shut_down()))
+    )
 
 
 async def stop_node() -> None:

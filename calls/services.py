@@ -27,6 +27,7 @@ class CloseCode:
     TIMED_OUT = 4408
     ROOM_FULL = 4409
     FLOODING = 4429
+    SERVICE_RESTART = 1012  # the server process is stopping: reconnect (another process will take you)
     SERVER_ERROR = 4500
 
 

@@ -9,7 +9,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 from calls import tickets
-from calls.models import Call
+from calls.models import Call, CallParticipant
 from tests.servers import DaphneServer
 from tests.webrtc import WebRTCPeer, loopback_only
 
@@ -100,3 +100,21 @@ async def test_peers_on_two_server_processes_connect_across_them(two_servers, pu
     await asyncio.sleep(0.5)
     await assert_one_ended_call_with(public_room, [alice, bob])
 
+
+
+@pytest.mark.redis
+async def test_a_server_restart_is_recorded_and_announced(two_servers, public_room, alice, bob):
+    first, second = two_servers
+    async with websockets.connect(await ws_url(first, alice, public_room)) as a:
+        await recv(a)
+        async with websockets.connect(await ws_url(second, bob, public_room)) as b:
+            welcome_b = await recv(b)
+            assert (await recv(a))["type"] == "peer-joined"
+            await asyncio.to_thread(second.stop)  # SIGTERM, as a deployment restarts a process
+            assert await recv(a) == {"type": "peer-left", "peer_id": welcome_b["peer_id"],
+                                     "reason": "server-shutdown"}
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(b.recv(), 10)
+            assert closed.value.rcvd is None or closed.value.rcvd.code == 1012
+    row = await CallParticipant.objects.aget(peer_id=welcome_b["peer_id"])
+    assert row.leave_reason == "server-shutdown"
