@@ -116,14 +116,16 @@ class Browsers:
         self.pages.append((label, page))
         return page
 
-    async def logged_in(self, user, password: str, next_path: str = "/", *, viewport=None):
-        """A page of `user`, logged in through the real login form, showing next_path."""
+    async def logged_in(self, user, password: str, next_path: str = "/", *, lands_on: str | None = None,
+                        viewport=None):
+        """A page of `user`, logged in through the real login form, showing next_path (or `lands_on`, the path
+        that next_path redirects to, such as the room an invite link leads to)."""
         page = await self.new_page(user.username, viewport=viewport)
         await page.goto(f"/accounts/login/?next={next_path}")
         await page.fill("#id_username", user.username)
         await page.fill("#id_password", password)
         await page.get_by_role("button", name="Log in").click()
-        await page.wait_for_url(re.compile(re.escape(next_path) + r"$"))
+        await page.wait_for_url(re.compile(re.escape(lands_on or next_path) + r"$"))
         return page
 
     async def save_artifacts(self) -> None:
