@@ -133,6 +133,11 @@ async def test_the_call_page_works_at_phone_width(browsers, alice, bob, password
     await wait_connected(alice_page, bob_peer)
     await wait_video_playing(bob_page, alice_peer)
     assert await alice_page.evaluate("document.documentElement.scrollWidth") <= phone["width"]
+    # Both people side by side, and the controls on screen without scrolling past the chat.
+    mine, theirs = [await alice_page.locator(tile(peer)).bounding_box() for peer in ("local", bob_peer)]
+    assert mine["y"] == theirs["y"] and mine["x"] + mine["width"] <= theirs["x"]
+    leave = await alice_page.get_by_role("button", name="Leave").bounding_box()
+    assert leave["y"] + leave["height"] <= phone["height"]
     for name in ("Mute microphone", "Turn camera off", "Share screen", "Devices", "Leave"):
         assert await alice_page.get_by_role("button", name=name).is_visible()
     # Keyboard: tab to the mute button and press it.

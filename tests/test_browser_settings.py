@@ -102,3 +102,19 @@ async def test_owner_deletes_the_room_after_typing_its_slug(browsers, alice, pas
     await page.get_by_role("button", name="Delete room").click()
     await page.wait_for_url(re.compile(r"^https?://[^/]+/$"))  # home
     assert not await sync_to_async(Room.objects.filter(pk=public_room.pk).exists)()
+
+
+@requires_api
+async def test_the_settings_page_fits_a_phone(browsers, alice, bob, password, private_room):
+    phone = {"width": 375, "height": 740}
+    page = await browsers.logged_in(alice, password, f"/rooms/{private_room.slug}/settings/", viewport=phone)
+    await page.wait_for_selector("#room-settings[data-ready=true]")
+    await page.get_by_role("button", name="Create invite link").click()
+    await page.wait_for_selector("#invites .invite-url")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= phone["width"]
+    # The lock checkbox sits on the first line of its label, not on a line of its own above it.
+    label = await page.locator("label.check:has(#room-locked)").bounding_box()
+    box = await page.locator("#room-locked").bounding_box()
+    assert box["x"] <= label["x"] + 4 and box["y"] < label["y"] + 24
+    for name in ("Make bob a moderator", "Remove bob", "Copy invite link", "Revoke invite link", "Delete room"):
+        assert await page.get_by_role("button", name=name).is_visible(), name

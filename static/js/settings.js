@@ -139,13 +139,12 @@ function inviteRow(invite) {
   link.className = "invite-url";
   link.textContent = url;
   item.append(link);
-  if (invite.expires_at) {
-    const expiry = document.createElement("small");
-    expiry.className = "muted";
-    const uses = invite.max_uses === null ? `used ${invite.use_count}×` : `used ${invite.use_count} of ${invite.max_uses}`;
-    expiry.textContent = ` · ${uses} · expires ${new Date(invite.expires_at).toLocaleString()}`;
-    item.append(expiry);
-  }
+  const detail = document.createElement("small");
+  detail.className = "muted";
+  const times = (n) => `${n} ${n === 1 ? "time" : "times"}`;
+  const uses = invite.max_uses === null ? `Used ${times(invite.use_count)}` : `Used ${invite.use_count} of ${times(invite.max_uses)}`;
+  detail.textContent = `${uses} · expires ${new Date(invite.expires_at).toLocaleString()}`;
+  item.append(detail);
   const actions = document.createElement("span");
   actions.className = "row-actions";
   actions.append(
