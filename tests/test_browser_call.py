@@ -156,7 +156,8 @@ async def test_the_owner_removes_someone_from_the_call(browsers, alice, bob, pas
     alert = bob_page.get_by_role("alert")
     assert await alert.is_visible() and "You were removed from the call" in await alert.text_content()
     await alice_page.wait_for_selector(tile(bob_peer), state="detached")
-    await alice_page.wait_for_selector('#call-events li[data-type="peer-left"]:has-text("was removed")', state="attached")
+    await alice_page.wait_for_selector('#call-events li[data-type="peer-left"]:has-text("was removed")',
+                                       state="attached")
     # Bob's page does not try again: after longer than its first reconnection delay it is still out.
     await bob_page.wait_for_timeout(1500)
     assert await bob_page.get_attribute("#call", "data-state") == "ended"

@@ -142,7 +142,8 @@ function inviteRow(invite) {
   const detail = document.createElement("small");
   detail.className = "muted";
   const times = (n) => `${n} ${n === 1 ? "time" : "times"}`;
-  const uses = invite.max_uses === null ? `Used ${times(invite.use_count)}` : `Used ${invite.use_count} of ${times(invite.max_uses)}`;
+  const uses = invite.max_uses === null ? `Used ${times(invite.use_count)}`
+                                        : `Used ${invite.use_count} of ${times(invite.max_uses)}`;
   detail.textContent = `${uses} · expires ${new Date(invite.expires_at).toLocaleString()}`;
   item.append(detail);
   const actions = document.createElement("span");
