@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from calls.models import CallParticipant
 
@@ -144,6 +145,9 @@ class Browsers:
         for context in self.contexts:
             await context.close()
         await self.wait_for_server_to_record_leaves()
+        # The test's sync_to_async calls ran in asgiref's executor thread, whose connection pytest-django does not
+        # close: left open, PostgreSQL refuses to drop the test database at the end ("accessed by other users").
+        await sync_to_async(connections.close_all)()
 
     async def wait_for_server_to_record_leaves(self, timeout: float = 10.0) -> None:
         """Closing the pages makes the server record their leaves; the database flush after the test must not
