@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from calls.models import CallParticipant
 
@@ -116,14 +117,16 @@ class Browsers:
         self.pages.append((label, page))
         return page
 
-    async def logged_in(self, user, password: str, next_path: str = "/", *, viewport=None):
-        """A page of `user`, logged in through the real login form, showing next_path."""
+    async def logged_in(self, user, password: str, next_path: str = "/", *, lands_on: str | None = None,
+                        viewport=None):
+        """A page of `user`, logged in through the real login form, showing next_path (or `lands_on`, the path
+        that next_path redirects to, such as the room an invite link leads to)."""
         page = await self.new_page(user.username, viewport=viewport)
         await page.goto(f"/accounts/login/?next={next_path}")
         await page.fill("#id_username", user.username)
         await page.fill("#id_password", password)
         await page.get_by_role("button", name="Log in").click()
-        await page.wait_for_url(re.compile(re.escape(next_path) + r"$"))
+        await page.wait_for_url(re.compile(re.escape(lands_on or next_path) + r"$"))
         return page
 
     async def save_artifacts(self) -> None:
@@ -142,6 +145,9 @@ class Browsers:
         for context in self.contexts:
             await context.close()
         await self.wait_for_server_to_record_leaves()
+        # The test's sync_to_async calls ran in asgiref's executor thread, whose connection pytest-django does not
+        # close: left open, PostgreSQL refuses to drop the test database at the end ("accessed by other users").
+        await sync_to_async(connections.close_all)()
 
     async def wait_for_server_to_record_leaves(self, timeout: float = 10.0) -> None:
         """Closing the pages makes the server record their leaves; the database flush after the test must not

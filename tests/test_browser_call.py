@@ -5,7 +5,7 @@ import os
 import pytest
 from asgiref.sync import sync_to_async
 
-from calls.models import Call
+from calls.models import Call, CallParticipant
 from tests.browser import join_call, tile, wait_connected, wait_video_playing
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session"), pytest.mark.django_db(transaction=True)]
@@ -133,9 +133,35 @@ async def test_the_call_page_works_at_phone_width(browsers, alice, bob, password
     await wait_connected(alice_page, bob_peer)
     await wait_video_playing(bob_page, alice_peer)
     assert await alice_page.evaluate("document.documentElement.scrollWidth") <= phone["width"]
+    # Both people side by side, and the controls on screen without scrolling past the chat.
+    mine, theirs = [await alice_page.locator(tile(peer)).bounding_box() for peer in ("local", bob_peer)]
+    assert mine["y"] == theirs["y"] and mine["x"] + mine["width"] <= theirs["x"]
+    leave = await alice_page.get_by_role("button", name="Leave").bounding_box()
+    assert leave["y"] + leave["height"] <= phone["height"]
     for name in ("Mute microphone", "Turn camera off", "Share screen", "Devices", "Leave"):
         assert await alice_page.get_by_role("button", name=name).is_visible()
     # Keyboard: tab to the mute button and press it.
     await alice_page.get_by_role("button", name="Mute microphone").focus()
     await alice_page.keyboard.press("Enter")
     await bob_page.wait_for_selector(f'{tile(alice_peer)}[data-audio="false"]')
+
+
+async def test_the_owner_removes_someone_from_the_call(browsers, alice, bob, password, private_room):
+    alice_page, alice_peer, bob_page, bob_peer = await two_in_a_call(browsers, private_room, alice, bob, password)
+    assert await bob_page.locator(f"{tile(alice_peer)} .tile-kick").is_hidden()  # bob is a plain member
+
+    await alice_page.get_by_role("button", name="Remove bob from the call").click()
+
+    await bob_page.wait_for_selector("#call[data-state=ended][data-close-code='4403']")
+    alert = bob_page.get_by_role("alert")
+    assert await alert.is_visible() and "You were removed from the call" in await alert.text_content()
+    await alice_page.wait_for_selector(tile(bob_peer), state="detached")
+    await alice_page.wait_for_selector('#call-events li[data-type="peer-left"]:has-text("was removed")',
+                                       state="attached")
+    # Bob's page does not try again: after longer than its first reconnection delay it is still out.
+    await bob_page.wait_for_timeout(1500)
+    assert await bob_page.get_attribute("#call", "data-state") == "ended"
+    bob_rows = await sync_to_async(lambda: list(
+        CallParticipant.objects.filter(user=bob).values_list("peer_id", "leave_reason")))()
+    assert [(str(peer), reason) for peer, reason in bob_rows] == [(bob_peer, "kicked")]
+    assert await alice_page.get_attribute("#call", "data-state") == "joined"

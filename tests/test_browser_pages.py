@@ -24,7 +24,7 @@ async def test_room_page_offers_to_join_with_labelled_controls(browsers, alice, 
 
 def a_past_call(room, people, *, minutes: int):
     started = timezone.now() - timedelta(hours=2)
-    call = Call.objects.create(room=room, started_by=people[0], started_at=started,
+    call = Call.objects.create(room=room, room_name=room.name, started_by=people[0], started_at=started,
                                ended_at=started + timedelta(minutes=minutes))
     for person in people:
         CallParticipant.objects.create(call=call, user=person, joined_at=started,

@@ -33,7 +33,18 @@ function button(label, className, onClick, ariaLabel) {
   return element;
 }
 
-function results(data) { return Array.isArray(data) ? data : (data && data.results) || []; }
+// Every item of a paginated list ({"count", "next", "previous", "results"}; docs/api.md), following `next`.
+async function everyPage(path) {
+  const items = [];
+  let next = `${path}?page_size=100`;
+  while (next) {
+    const page = await api(next);
+    items.push(...page.results);
+    // `next` is absolute; keep only its path and query, so the request stays on this origin.
+    next = page.next ? (({ pathname, search }) => pathname + search)(new URL(page.next, location.origin)) : null;
+  }
+  return items;
+}
 
 // --- General -----------------------------------------------------------------------------------------
 
@@ -55,14 +66,13 @@ $("#room-form").addEventListener("submit", async (event) => {
 // --- Members -----------------------------------------------------------------------------------------
 
 async function loadMembers() {
-  const members = results(await attempt(() => api(`${base}/members/`)));
-  $("#members").replaceChildren(...members.map(memberRow));
+  const members = await attempt(() => everyPage(`${base}/members/`));
+  if (members) $("#members").replaceChildren(...members.map(memberRow));
 }
 
 function memberRow(member) {
-  const user = member.user || member;
-  const username = user.username || member.username;
-  const shown = user.display_name || username;
+  const { username } = member.user;
+  const shown = member.user.display_name || username;
   const item = document.createElement("li");
   item.dataset.username = username;
   const name = document.createElement("span");
@@ -71,16 +81,19 @@ function memberRow(member) {
   detail.className = "muted";
   detail.textContent = `@${username} · ${member.role}`;
   item.append(name, " ", detail);
-  if (member.role !== "owner") {
+  // The owner changes roles and removes anyone but themselves; a moderator removes plain members (docs/api.md).
+  const isOwner = config.role === "owner";
+  if (member.role !== "owner" && (isOwner || member.role === "member")) {
     const actions = document.createElement("span");
     actions.className = "row-actions";
     const other = member.role === "moderator" ? "member" : "moderator";
-    actions.append(
+    if (isOwner) actions.append(
       button(other === "moderator" ? "Make moderator" : "Make member", "secondary", async () => {
         await attempt(() => api(`${base}/members/${encodeURIComponent(username)}/`, { method: "PATCH", body: { role: other } }),
                       `${shown} is now a ${other}.`);
         loadMembers();
-      }, `Make ${shown} a ${other}`),
+      }, `Make ${shown} a ${other}`));
+    actions.append(
       button("Remove", "danger", async () => {
         await attempt(() => api(`${base}/members/${encodeURIComponent(username)}/`, { method: "DELETE" }),
                       `${shown} is no longer a member.`);
@@ -104,15 +117,13 @@ $("#member-form").addEventListener("submit", async (event) => {
 
 // --- Invites -----------------------------------------------------------------------------------------
 
-function inviteUrl(invite) {
-  if (invite.url) return new URL(invite.url, location.origin).href;
-  return `${location.origin}/invite/${invite.token}/`;
-}
-
 async function loadInvites() {
-  const invites = results(await attempt(() => api(`${base}/invites/`)));
-  $("#invites").replaceChildren(...invites.map(inviteRow));
-  if (!invites.length) {
+  const invites = await attempt(() => everyPage(`${base}/invites/`));
+  if (!invites) return;
+  // Revoked, expired and used-up links stay in the API's list; only the ones that still work are shown.
+  const active = invites.filter((invite) => invite.state === "active");
+  $("#invites").replaceChildren(...active.map(inviteRow));
+  if (!active.length) {
     const empty = document.createElement("li");
     empty.className = "muted";
     empty.textContent = "No invite links.";
@@ -121,19 +132,20 @@ async function loadInvites() {
 }
 
 function inviteRow(invite) {
-  const url = inviteUrl(invite);
+  const url = new URL(invite.url, location.origin).href;  // absolute already; a path would do too
   const item = document.createElement("li");
   item.dataset.inviteId = String(invite.id);
   const link = document.createElement("span");
   link.className = "invite-url";
   link.textContent = url;
   item.append(link);
-  if (invite.expires_at) {
-    const expiry = document.createElement("small");
-    expiry.className = "muted";
-    expiry.textContent = ` · expires ${new Date(invite.expires_at).toLocaleString()}`;
-    item.append(expiry);
-  }
+  const detail = document.createElement("small");
+  detail.className = "muted";
+  const times = (n) => `${n} ${n === 1 ? "time" : "times"}`;
+  const uses = invite.max_uses === null ? `Used ${times(invite.use_count)}`
+                                        : `Used ${invite.use_count} of ${times(invite.max_uses)}`;
+  detail.textContent = `${uses} · expires ${new Date(invite.expires_at).toLocaleString()}`;
+  item.append(detail);
   const actions = document.createElement("span");
   actions.className = "row-actions";
   actions.append(

@@ -9,16 +9,21 @@ export const CLOSE_REASONS = {
   1006: { retry: true, message: "The connection to the server dropped." },
   1011: { retry: true, message: "The server had a problem." },
   4401: { retry: false, message: "You are not logged in any more. Log in again to join." },
-  4403: { retry: false, message: "You are not allowed in this call, or you were removed from it." },
-  4404: { retry: false, message: "This room does not exist, or it is private." },
+  4403: { retry: false, message: "You are not allowed in this call, or you were removed from it.",
+          inCall: "You were removed from the call by the room's owner or a moderator, or the room was locked." },
+  4404: { retry: false, message: "This room does not exist, or it is private.",
+          inCall: "The room was deleted." },
   4408: { retry: true, message: "The server stopped hearing from this page." },
   4409: { retry: false, message: "The room is full." },
   4429: { retry: true, message: "This page sent too many messages." },
   4500: { retry: true, message: "The server had a problem." },
 };
 
-export function describeClose(code) {
-  return CLOSE_REASONS[code] || { retry: true, message: `The connection closed (code ${code}).` };
+// `inCall`: the close ended a call we had joined. Then 4403 and 4404 come from someone else's action (a kick,
+// locking or deleting the room); daphne drops the close frame's reason text, so the code is all the page knows.
+export function describeClose(code, { inCall = false } = {}) {
+  const known = CLOSE_REASONS[code] || { retry: true, message: `The connection closed (code ${code}).` };
+  return inCall && known.inCall ? { ...known, message: known.inCall } : known;
 }
 
 export class Signaling extends EventTarget {
@@ -51,7 +56,7 @@ export class Signaling extends EventTarget {
       clearInterval(this.pingTimer);
       this.socket = null;
       // After drop() the server echoes whatever it likes (often 1000): it is still a drop.
-      const reason = this.dropping ? describeClose(1006) : describeClose(event.code);
+      const reason = this.dropping ? describeClose(1006) : describeClose(event.code, { inCall: this.welcomed });
       this.dropping = false;
       if (this.welcomed) this.attempt = 0;  // a call that worked starts its backoff afresh
       this.welcomed = false;
