@@ -70,12 +70,8 @@ class Node:
         elsewhere, and send what is queued before the process exits."""
         peers = list(self.peers.values())
         logger.info("relay node %s: server shutting down, closing %d connection(s)", self.channel, len(peers))
-<<<<<<< HEAD
         await asyncio.wait_for(asyncio.gather(*(peer.shut_down() for peer in peers), *self.leaving,
                                               return_exceptions=True), SHUTDOWN_SECONDS)
-=======
-        await asyncio.wait_for(asyncio.gather(*(peer.shut_down() for peer in peers), return_exceptions=True), 10)
->>>>>>> web
         await self.flush()
         await self.stop()
 
