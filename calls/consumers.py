@@ -55,6 +55,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
     peer_id = ""
     joined = False
+    leave_reason = ""
 
     async def __call__(self, scope, receive, send):
         try:
