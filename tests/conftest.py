@@ -129,3 +129,20 @@ async def layer(request, settings):
     if layer is not None and hasattr(layer, "flush"):
         await layer.flush()
     channel_layers.backends.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_database_threads(django_db_setup):
+    """Threads that ran database work for async code each keep a connection: close them before the test database
+    is dropped at the end of the session (depending on django_db_setup makes this run first)."""
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    from calls.consumers import db_threads
+
+    db_threads.shutdown(wait=True)  # the signaling consumer's pool; its threads' connections go with them
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+    import gc
+
+    gc.collect()
