@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 
 from calls import services
 from calls.ice import ice_servers_for
+from calls.tickets import issue_ticket
 from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
 from calls.serializers import (
     CallSerializer, IceServersSerializer, InviteSerializer, MembershipSerializer, MembershipUpdateSerializer,
@@ -156,8 +157,6 @@ class RoomViewSet(viewsets.ModelViewSet):
             services.check_may_join(room=room, user=request.user)
         except services.JoinRefused as refusal:
             raise PermissionDenied(str(refusal)) from None
-        from calls.tickets import issue_ticket  # the signaling side's module
-
         ticket = issue_ticket(user=request.user, room=room)
         return Response({"ticket": ticket, "expires_in": settings.PARLEY_SIGNALING["TICKET_TTL"]})
 

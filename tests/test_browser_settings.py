@@ -4,25 +4,12 @@ import re
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.urls import Resolver404, resolve
 
 from calls.models import Room
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session"), pytest.mark.django_db(transaction=True)]
 
 
-def api_is_merged() -> bool:
-    try:
-        resolve("/api/rooms/some-room/invites/")
-        return True
-    except Resolver404:
-        return False
-
-
-requires_api = pytest.mark.skipif(not api_is_merged(), reason="the rooms REST API has not landed on this branch yet")
-
-
-@requires_api
 async def test_owner_adds_a_member_by_username(browsers, alice, bob, password, public_room):
     page = await browsers.logged_in(alice, password, f"/rooms/{public_room.slug}/settings/")
     await page.wait_for_selector("#room-settings[data-ready=true]")
@@ -38,7 +25,6 @@ async def test_owner_adds_a_member_by_username(browsers, alice, bob, password, p
     assert await sync_to_async(public_room.role_of)(bob) is None
 
 
-@requires_api
 async def test_an_invite_link_makes_its_opener_a_member(browsers, alice, mallory, password, private_room):
     page = await browsers.logged_in(alice, password, f"/rooms/{private_room.slug}/settings/")
     await page.wait_for_selector("#room-settings[data-ready=true]")
@@ -56,7 +42,6 @@ async def test_an_invite_link_makes_its_opener_a_member(browsers, alice, mallory
     await page.wait_for_selector("#invites .invite-url", state="detached")
 
 
-@requires_api
 async def test_owner_renames_and_locks_the_room(browsers, alice, password, public_room):
     page = await browsers.logged_in(alice, password, f"/rooms/{public_room.slug}/settings/")
     await page.wait_for_selector("#room-settings[data-ready=true]")
@@ -68,7 +53,6 @@ async def test_owner_renames_and_locks_the_room(browsers, alice, password, publi
     assert (room.name, room.locked) == ("Town square", True)
 
 
-@requires_api
 async def test_a_moderator_removes_plain_members_only_and_cannot_delete(
         browsers, alice, bob, carol, django_user_model, password, private_room):
     await sync_to_async(private_room.memberships.create)(user=carol, role="moderator")
@@ -90,7 +74,6 @@ async def test_a_moderator_removes_plain_members_only_and_cannot_delete(
     assert await sync_to_async(private_room.role_of)(bob) is None
 
 
-@requires_api
 async def test_owner_deletes_the_room_after_typing_its_slug(browsers, alice, password, public_room):
     page = await browsers.logged_in(alice, password, f"/rooms/{public_room.slug}/settings/")
     await page.wait_for_selector("#room-settings[data-ready=true]")
@@ -104,7 +87,6 @@ async def test_owner_deletes_the_room_after_typing_its_slug(browsers, alice, pas
     assert not await sync_to_async(Room.objects.filter(pk=public_room.pk).exists)()
 
 
-@requires_api
 async def test_the_settings_page_fits_a_phone(browsers, alice, bob, password, private_room):
     phone = {"width": 375, "height": 740}
     page = await browsers.logged_in(alice, password, f"/rooms/{private_room.slug}/settings/", viewport=phone)
