@@ -2,6 +2,7 @@
 # Measure Parley's signaling the way docs/performance.md reports it: daphne with production settings on core 0,
 # the load generator on core 1, PostgreSQL and Redis on this machine.
 #   bash bench/run_parley.sh [burst|paced|cross|all]
+#   SERVER=uvicorn bash bench/run_parley.sh ...    # the optional uvicorn server instead of daphne
 # Needs the project's .venv with bench/requirements.txt installed, and PostgreSQL and Redis answering.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,12 @@ redis-cli -u "$REDIS_URL" flushdb >/dev/null
 
 servers=()
 start_server() {  # port
-  taskset -c 0 .venv/bin/daphne -b 127.0.0.1 -p "$1" config.asgi:application >"/tmp/parley-bench-$1.log" 2>&1 &
+  if [[ ${SERVER:-daphne} == uvicorn ]]; then
+    taskset -c 0 .venv/bin/uvicorn config.asgi:application --host 127.0.0.1 --port "$1" --loop uvloop \
+      --http httptools --ws websockets-sansio --no-access-log >"/tmp/parley-bench-$1.log" 2>&1 &
+  else
+    taskset -c 0 .venv/bin/daphne -b 127.0.0.1 -p "$1" config.asgi:application >"/tmp/parley-bench-$1.log" 2>&1 &
+  fi
   servers+=($!)
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.2; done
   echo "daphne on port $1 did not start" >&2; exit 2

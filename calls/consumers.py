@@ -232,7 +232,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         await self.close(code=code, reason=detail)
 
     async def disconnect(self, code):
-        await self.leave(reason=Reason.LEFT if code in CLEAN_CLOSE_CODES else Reason.DISCONNECTED)
+        if code == CloseCode.SERVICE_RESTART:  # uvicorn closes every socket with 1012 when it stops
+            reason = Reason.SERVER_SHUTDOWN
+        else:
+            reason = Reason.LEFT if code in CLEAN_CLOSE_CODES else Reason.DISCONNECTED
+        await self.leave(reason=reason)
 
     async def leave(self, reason: str = "") -> None:
         if not self.joined:

@@ -29,13 +29,23 @@ def database_url_of_test_db() -> str:
 
 
 class DaphneServer:
-    """`daphne config.asgi:application` on a free loopback port, stopped by pid at the end."""
+    """`daphne config.asgi:application` on a free loopback port, stopped by pid at the end.
 
-    def __init__(self, *, env: dict[str, str] | None = None, port: int | None = None):
+    `server="uvicorn"` runs the optional uvicorn server (uvloop, httptools) on the same application instead.
+    """
+
+    def __init__(self, *, env: dict[str, str] | None = None, port: int | None = None, server: str = "daphne"):
         self.port = port or free_port()
         self.env = env or {}
+        self.server = server
         self.process: subprocess.Popen | None = None
-        self.log_path = PROJECT / "test-artifacts" / f"daphne-{self.port}.log"
+        self.log_path = PROJECT / "test-artifacts" / f"{server}-{self.port}.log"
+
+    def command(self) -> list[str]:
+        if self.server == "uvicorn":
+            return [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                    "--port", str(self.port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"]
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"]
 
     @property
     def url(self) -> str:
@@ -50,21 +60,19 @@ class DaphneServer:
         env = {**os.environ, "DATABASE_URL": database_url_of_test_db(), "DJANGO_SETTINGS_MODULE": "config.settings",
                **self.env}
         self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"],
-            cwd=PROJECT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )
+        self.process = subprocess.Popen(self.command(), cwd=PROJECT, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"daphne exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"{self.server} exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return self
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"daphne did not listen on {self.port} within {timeout} s")
+        raise RuntimeError(f"{self.server} did not listen on {self.port} within {timeout} s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -129,3 +129,24 @@ async def test_a_70_kib_frame_through_daphne_gets_too_large_and_the_socket_stays
         assert (await recv(ws))["code"] == "too-large"
         await ws.send(json.dumps({"type": "ping"}))
         assert await recv(ws) == {"type": "pong"}
+
+
+@pytest.fixture
+def uvicorn_server(live_server_process):
+    """The optional uvicorn server (docs/performance.md), on the same test database."""
+    with DaphneServer(server="uvicorn") as server:
+        yield server
+
+
+async def test_the_optional_uvicorn_server_connects_peers_and_records_its_shutdown(uvicorn_server, public_room,
+                                                                                  alice, bob, monkeypatch):
+    loopback_only(monkeypatch)
+    async with WebRTCPeer(await ws_url(uvicorn_server, alice, public_room)) as a:
+        async with WebRTCPeer(await ws_url(uvicorn_server, bob, public_room)) as b:
+            await b.connected_to(a.peer_id)
+            (await b.channel_open(a.peer_id)).send("over uvicorn")
+            assert await asyncio.wait_for(a.messages.get(), 10) == (b.peer_id, "over uvicorn")
+            await asyncio.to_thread(uvicorn_server.stop)  # SIGTERM: uvicorn closes every socket with 1012
+            rows = [p async for p in CallParticipant.objects.filter(call_id=a.welcome["call_id"])]
+    assert [p.leave_reason for p in rows] == ["server-shutdown", "server-shutdown"]
+    assert not (await Call.objects.aget(pk=a.welcome["call_id"])).is_live
