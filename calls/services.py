@@ -28,7 +28,6 @@ class CloseCode:
     ROOM_FULL = 4409
     FLOODING = 4429
     SERVICE_RESTART = 1012  # the server process is stopping: reconnect (another process will take you)
-    SERVER_ERROR = 4500
 
 
 def unique_slug_for(name: str) -> str:

@@ -8,6 +8,7 @@ export const CLOSE_REASONS = {
   1000: { retry: false, message: "You left the call." },
   1006: { retry: true, message: "The connection to the server dropped." },
   1011: { retry: true, message: "The server had a problem." },
+  1012: { retry: true, message: "The server is restarting." },
   4401: { retry: false, message: "You are not logged in any more. Log in again to join." },
   4403: { retry: false, message: "You are not allowed in this call, or you were removed from it.",
           inCall: "You were removed from the call by the room's owner or a moderator, or the room was locked." },
@@ -16,7 +17,6 @@ export const CLOSE_REASONS = {
   4408: { retry: true, message: "The server stopped hearing from this page." },
   4409: { retry: false, message: "The room is full." },
   4429: { retry: true, message: "This page sent too many messages." },
-  4500: { retry: true, message: "The server had a problem." },
 };
 
 // `inCall`: the close ended a call we had joined. Then 4403 and 4404 come from someone else's action (a kick,
