@@ -25,20 +25,21 @@ def home(request):
     return render(request, "calls/home.html", {"form": form, "my_rooms": my_rooms, "public_rooms": public_rooms})
 
 
-def get_visible_room_or_404(user, slug: str) -> Room:
-    """A private room is invisible to non-members: they get the same 404 as for a room that does not exist."""
+def get_visible_room_or_404(user, slug: str) -> tuple[Room, str | None]:
+    """The room and the user's role in it (None for a non-member). A private room is invisible to non-members:
+    they get the same 404 as for a room that does not exist."""
     room = get_object_or_404(Room.objects.select_related("owner"), slug=slug)
-    if not room.is_public and room.role_of(user) is None:
+    role = room.role_of(user)
+    if not room.is_public and role is None:
         raise Http404("No such room.")
-    return room
+    return room, role
 
 
 @login_required
 def room_detail(request, slug: str):
-    room = get_visible_room_or_404(request.user, slug)
+    room, role = get_visible_room_or_404(request.user, slug)
     memberships = room.memberships.select_related("user").order_by("role", "user__username")
     recent_calls = Call.objects.filter(room=room).with_participant_count()[:10]
-    role = room.role_of(request.user)
     can_moderate = role in (RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR)
     call_config = {"slug": room.slug, "can_moderate": can_moderate}
     return render(
@@ -52,8 +53,7 @@ def room_detail(request, slug: str):
 @login_required
 def room_settings(request, slug: str):
     """Owners and moderators manage the room here; the page drives the REST API (static/js/settings.js)."""
-    room = get_visible_room_or_404(request.user, slug)
-    role = room.role_of(request.user)
+    room, role = get_visible_room_or_404(request.user, slug)
     if role not in (RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR):
         raise Http404("No such room.")
     settings_config = {"slug": room.slug, "role": role, "room_url": room.get_absolute_url(), "home_url": "/"}
