@@ -96,12 +96,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.peer_id = str(uuid.uuid4())
         self.node.peers[self.peer_id] = self  # before the row exists, so no frame for us can miss us
         try:
-            welcome, me = await in_db_thread(self.enter_call)()
+            joined, welcome, me = await in_db_thread(self.enter_call)()
         except JoinRefused as refusal:
             self.node.peers.pop(self.peer_id, None)
             await self.refuse(refusal.close_code, str(refusal))
             return
         self.joined = True
+        self.peers = {str(p.peer_id): p.relay_node for p in joined.others}
         await self.send(text_data=welcome)
         pending, self.pending = self.pending, None
         for kind, text, extra in pending:
@@ -110,14 +111,14 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         for peer_id, node in list(self.peers.items()):
             await self.node.deliver(node, peer_id, "j", joined_text, [self.node.channel, self.peer_id])
 
-    def enter_call(self) -> tuple[str, dict]:
+    def enter_call(self) -> tuple[services.Joined, str, dict]:
         """Authenticate, join the call and build our welcome, in one trip to a database thread."""
         user = self.authenticate()
         if user is None:
             raise JoinRefused(CloseCode.NOT_AUTHENTICATED, "Not authenticated.")
         joined = services.join_call(room_slug=self.room_slug, user=user, peer_id=self.peer_id,
                                     relay_node=self.node.channel, user_agent=self.header(b"user-agent"))
-        return self.welcome_frames(joined)
+        return joined, *self.welcome_frames(joined)
 
     def authenticate(self):
         ticket = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("ticket")
@@ -128,7 +129,6 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
     def welcome_frames(self, joined: services.Joined) -> tuple[str, dict]:
         room = joined.participant.call.room
-        self.peers = {str(p.peer_id): p.relay_node for p in joined.others}
         # The later joiner plays polite toward everyone already there; they play impolite toward it.
         welcome = {
             "type": "welcome",
