@@ -226,3 +226,12 @@ def send_items(node: str, items: list) -> None:
 
 def close_peer(*, node: str, peer_id: str, code: int, reason: str) -> None:
     send_items(node, [("c", peer_id, None, [code, reason], "", "")])
+
+
+def announce_left(*, targets: list[tuple[str, str]], peer_id: str, text: str) -> None:
+    """Send a peer-left `text` to (node, peer id) targets, one message per node, so they forget `peer_id`."""
+    by_node: dict[str, list] = {}
+    for node, target in targets:
+        by_node.setdefault(node, []).append(("l", target, text, peer_id, "", ""))
+    for node, items in by_node.items():
+        send_items(node, items)

@@ -179,11 +179,8 @@ def reap_stale_participants(*, room_slug: str | None = None, now=None) -> int:
 def announce_peer_left(*, call_id: int, peer_id: str, reason: str) -> None:
     """Tell the peers still in a call that one left without its own server saying so (it died)."""
     text = protocol.encode({"type": "peer-left", "peer_id": peer_id, "reason": reason})
-    by_node: dict[str, list] = {}
-    for target, node in CallParticipant.objects.live().filter(call_id=call_id).values_list("peer_id", "relay_node"):
-        by_node.setdefault(node, []).append(("l", str(target), text, peer_id, "", ""))
-    for node, items in by_node.items():
-        relay.send_items(node, items)
+    targets = CallParticipant.objects.live().filter(call_id=call_id).values_list("relay_node", "peer_id")
+    relay.announce_left(targets=[(node, str(target)) for node, target in targets], peer_id=peer_id, text=text)
 
 
 # --- Ending connections from outside (REST API, admin) ---------------------------------------------
