@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Origin
-
 from workload import FRAMES_PER_TURN, FrameWriter, TokenBucket, read_mark, turn_seq
 
 RELAYED_TYPES = frozenset({"offer", "answer", "candidate"})

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery, Value
 from django.db.models.functions import Coalesce
-from django.shortcuts import get_object_or_404
 from django.http import JsonResponse
+from django.shortcuts import get_object_or_404
 from django.urls import path, re_path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -24,12 +24,19 @@ from rest_framework.views import APIView
 
 from calls import services
 from calls.ice import ice_servers_for
-from calls.tickets import issue_ticket
 from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
 from calls.serializers import (
-    CallSerializer, IceServersSerializer, InviteSerializer, MembershipSerializer, MembershipUpdateSerializer,
-    ParticipantSerializer, RoomCreateSerializer, RoomSerializer, TicketSerializer,
+    CallSerializer,
+    IceServersSerializer,
+    InviteSerializer,
+    MembershipSerializer,
+    MembershipUpdateSerializer,
+    ParticipantSerializer,
+    RoomCreateSerializer,
+    RoomSerializer,
+    TicketSerializer,
 )
+from calls.tickets import issue_ticket
 
 Role = RoomMembership.Role
 MODERATING = (Role.OWNER, Role.MODERATOR)
@@ -370,4 +377,4 @@ urlpatterns = [
     path("ice-servers/", IceServersView.as_view(), name="ice-servers"),
 ]
 # Last in /api/ (config/urls.py): addresses that match nothing, e.g. a slug with characters slugs cannot have.
-fallback = re_path(r"^.*$", not_found)
+fallback = re_path(r"^[\s\S]*$", not_found)  # [\s\S]: newlines too (%0A in a path)

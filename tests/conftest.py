@@ -117,7 +117,6 @@ async def layer(request, settings):
     from channels.layers import channel_layers
 
     from calls import relay
-
     from config.settings import channel_layer_for
 
     url = request.getfixturevalue("redis_url") if request.param == "redis" else None

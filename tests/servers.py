@@ -65,7 +65,8 @@ class DaphneServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.server} exited with {self.process.returncode}: {self.log_path.read_text()[-2000:]}")
+                log = self.log_path.read_text()[-2000:]
+                raise RuntimeError(f"{self.server} exited with {self.process.returncode}: {log}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return self

@@ -13,7 +13,10 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from hypothesis import HealthCheck, Phase, given, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.checks import (
-    content_type_conformance, not_a_server_error, response_headers_conformance, response_schema_conformance,
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
     status_code_conformance,
 )
 

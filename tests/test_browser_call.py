@@ -64,7 +64,7 @@ async def test_three_people_form_a_full_mesh(browsers, alice, bob, django_user_m
     carol = await sync_to_async(django_user_model.objects.create_user)("carol", password=password)
     pages = [await browsers.logged_in(user, password, public_room.get_absolute_url()) for user in (alice, bob, carol)]
     peers = [await join_call(page) for page in pages]
-    for page, me in zip(pages, peers):
+    for page, me in zip(pages, peers, strict=True):
         for other in peers:
             if other != me:
                 await wait_connected(page, other)

@@ -4,8 +4,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from calls.models import Call, CallParticipant, Room, RoomMembership, format_duration
 from calls import services
+from calls.models import Call, CallParticipant, Room, RoomMembership, format_duration
 
 pytestmark = pytest.mark.django_db
 

@@ -1,14 +1,11 @@
 """The signaling consumer, rule by rule, on the in-memory layer and on real Redis."""
 
 import asyncio
-import json
 
 import pytest
-from channels.db import database_sync_to_async
 
-from calls import services
 from calls.models import Call, CallParticipant
-from tests.signaling import ORIGIN, Peer, join, open_socket
+from tests.signaling import join
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 

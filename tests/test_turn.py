@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from aioice import stun
 from aioice.turn import create_turn_endpoint
-from asgiref.sync import sync_to_async
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
+from asgiref.sync import sync_to_async
 from rest_framework.test import APIClient
 
 from tests.conftest import IN_CI
