@@ -5,7 +5,22 @@ from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.utils import timezone
 
+from calls import services
 from calls.models import Call, CallParticipant, Invite, Room, RoomMembership, format_duration
+
+
+class CallRecord:
+    """Call logs are records: nobody adds, edits or deletes them here, not even a superuser. Only the retention
+    job removes them."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 class RoomMembershipInline(admin.TabularInline):
@@ -24,10 +39,24 @@ class RoomAdmin(admin.ModelAdmin):
     autocomplete_fields = ("owner",)
     inlines = [RoomMembershipInline]
 
+    # Saving, locking and deleting go through the same services as the API: locking or deleting a room closes
+    # the sockets of its live call and records why.
+    def save_model(self, request, room, form, change):
+        if not change:
+            return super().save_model(request, room, form, change)
+        fields = {f.name for f in Room._meta.concrete_fields}
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in fields}
+        services.update_room(by=request.user, room=Room.objects.get(pk=room.pk), **changes)
 
-class CallParticipantInline(admin.TabularInline):
-    """Read-only: call logs are records, not edited by hand."""
+    def delete_model(self, request, room):
+        services.delete_room(by=request.user, room=room)
 
+    def delete_queryset(self, request, queryset):
+        for room in queryset:
+            services.delete_room(by=request.user, room=room)
+
+
+class CallParticipantInline(CallRecord, admin.TabularInline):
     model = CallParticipant
     extra = 0
     can_delete = False
@@ -36,12 +65,6 @@ class CallParticipantInline(admin.TabularInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="duration")
     def duration_shown(self, participant):
@@ -64,7 +87,7 @@ class CallStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Call)
-class CallAdmin(admin.ModelAdmin):
+class CallAdmin(CallRecord, admin.ModelAdmin):
     list_display = ("room_name", "room", "started_at", "ended_at", "duration_shown", "participant_count", "is_live")
     list_filter = (CallStatusFilter, "started_at", ("room", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("room",)
@@ -77,12 +100,6 @@ class CallAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).with_participant_count()
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="duration")
     def duration_shown(self, call):
@@ -126,7 +143,7 @@ class CallAdmin(admin.ModelAdmin):
 
 
 @admin.register(CallParticipant)
-class CallParticipantAdmin(admin.ModelAdmin):
+class CallParticipantAdmin(CallRecord, admin.ModelAdmin):
     """Every connection across calls, for looking up one user's history."""
 
     list_display = ("user", "call", "joined_at", "left_at", "leave_reason")
@@ -135,12 +152,6 @@ class CallParticipantAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "call__room__name", "peer_id")
     date_hierarchy = "joined_at"
     readonly_fields = [f.name for f in CallParticipant._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Invite)

@@ -10,19 +10,19 @@ from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery, 
 from django.db.models.functions import Coalesce
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
-from django.urls import path, re_path
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import filters, mixins, serializers, status, viewsets
+from rest_framework import filters, mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, PermissionDenied
+from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
 from calls import services
+from calls.api_filters import CallFilterSerializer, RoomFilterSerializer
 from calls.ice import ice_servers_for
 from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
 from calls.serializers import (
@@ -39,13 +39,47 @@ from calls.serializers import (
 from calls.tickets import issue_ticket
 
 Role = RoomMembership.Role
-MODERATING = (Role.OWNER, Role.MODERATOR)
 
 
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "This conflicts with existing data."
     default_code = "conflict"
+
+
+class RoomRolePermission(BasePermission):
+    """The caller's role in the room allows the view's action: `room_rules` on the view maps a view action to an
+    action of `services.RULES` (the table the services enforce too). Views without a rule for an action leave it
+    to visibility (a room the caller cannot see is a 404 before any 403)."""
+
+    def has_permission(self, request, view):
+        rule = view.room_rules.get(view.action)
+        if rule is None or not isinstance(view, RoomScoped):
+            return True
+        return self.allow(rule, view.get_room())
+
+    def has_object_permission(self, request, view, obj):
+        rule = view.room_rules.get(view.action)
+        if rule is None or isinstance(view, RoomScoped):
+            return True
+        return self.allow(rule, obj)
+
+    def allow(self, rule: str, room: Room) -> bool:
+        if room.role not in services.RULES[rule]:
+            raise PermissionDenied(services.REFUSALS[rule])
+        return True
+
+
+class ServiceRules:
+    """Views whose services refuse with `services.Refused`: answered 403, or 409 for a conflict."""
+
+    permission_classes = [IsAuthenticated, RoomRolePermission]
+    room_rules: dict[str, str] = {}
+
+    def handle_exception(self, exc):
+        if isinstance(exc, services.Refused):
+            exc = Conflict(exc.detail) if exc.code == services.Refused.CONFLICT else PermissionDenied(exc.detail)
+        return super().handle_exception(exc)
 
 
 def rooms_for(user):
@@ -74,19 +108,9 @@ class RoomScoped:
             self._room = get_object_or_404(rooms_for(self.request.user), slug=self.kwargs["slug"])
         return self._room
 
-    def require_role(self, *roles: str, message: str) -> None:
-        if self.get_room().role not in roles:
-            raise PermissionDenied(message)
 
 
 # --- Rooms ----------------------------------------------------------------------------------------
-
-
-class RoomFilterSerializer(serializers.Serializer):
-    visibility = serializers.ChoiceField(choices=Room.Visibility.choices, required=False,
-                                         help_text="Only public or only private rooms.")
-    mine = serializers.BooleanField(required=False, default=False,
-                                    help_text="Only the rooms the caller belongs to (with any role).")
 
 
 @extend_schema_view(
@@ -102,8 +126,9 @@ class RoomFilterSerializer(serializers.Serializer):
                           description="Closes every socket of its live call (close code 4404, reason `room-closed`) "
                                       "and deletes the room; its calls stay in the call log (`room` null)."),
 )
-class RoomViewSet(viewsets.ModelViewSet):
+class RoomViewSet(ServiceRules, viewsets.ModelViewSet):
     serializer_class = RoomSerializer
+    room_rules = {"update": "change-room", "partial_update": "change-room", "destroy": "delete-room"}
     lookup_field = "slug"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
     filter_backends = [filters.SearchFilter, filters.OrderingFilter]
@@ -115,23 +140,11 @@ class RoomViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         rooms = rooms_for(self.request.user)
         if self.action == "list":
-            query = RoomFilterSerializer(data=self.request.query_params)
-            query.is_valid(raise_exception=True)
-            if query.validated_data.get("visibility"):
-                rooms = rooms.filter(visibility=query.validated_data["visibility"])
-            if query.validated_data["mine"]:
-                rooms = rooms.filter(pk__in=RoomMembership.objects.filter(user=self.request.user).values("room"))
+            rooms = RoomFilterSerializer(data=self.request.query_params).filter(rooms, user=self.request.user)
         return rooms
 
     def get_serializer_class(self):
         return RoomCreateSerializer if self.action == "create" else RoomSerializer
-
-    def check_object_permissions(self, request, room):
-        super().check_object_permissions(request, room)
-        if self.action in ("update", "partial_update") and room.role not in MODERATING:
-            raise PermissionDenied("Only the owner and moderators may change the room.")
-        if self.action == "destroy" and room.role != Role.OWNER:
-            raise PermissionDenied("Only the owner may delete the room.")
 
     def perform_create(self, serializer):
         fields = dict(serializer.validated_data)
@@ -146,11 +159,11 @@ class RoomViewSet(viewsets.ModelViewSet):
         serializer.instance = rooms_for(self.request.user).get(pk=room.pk)
 
     def perform_update(self, serializer):
-        room = services.update_room(room=serializer.instance, **serializer.validated_data)
+        room = services.update_room(by=self.request.user, room=serializer.instance, **serializer.validated_data)
         serializer.instance = rooms_for(self.request.user).get(pk=room.pk)
 
     def perform_destroy(self, room):
-        services.delete_room(room=room)
+        services.delete_room(by=self.request.user, room=room)
 
     @extend_schema(summary="A ticket to open the room's signaling socket", request=None,
                    responses={200: TicketSerializer},
@@ -182,11 +195,12 @@ USERNAME = OpenApiParameter("username", OpenApiTypes.STR, OpenApiParameter.PATH,
                           description="The owner removes anyone but themselves; moderators remove plain members; "
                                       "anyone but the owner may remove themselves (leave)."),
 )
-class MemberViewSet(RoomScoped, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
+class MemberViewSet(ServiceRules, RoomScoped, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.UpdateModelMixin,
                     mixins.DestroyModelMixin, viewsets.GenericViewSet):
     lookup_field = "user__username"
     lookup_url_kwarg = "username"
     extra_error_codes = {"create": ["409"]}
+    room_rules = {"list": "see-members", "create": "add-member", "partial_update": "change-role"}
 
     def get_queryset(self):
         return RoomMembership.objects.filter(room=self.get_room()).select_related("user").order_by("user__username")
@@ -194,46 +208,17 @@ class MemberViewSet(RoomScoped, mixins.ListModelMixin, mixins.CreateModelMixin, 
     def get_serializer_class(self):
         return MembershipUpdateSerializer if self.action == "partial_update" else MembershipSerializer
 
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        if self.action == "list":
-            self.require_role(*Role.values, message="Only members see who else belongs to the room.")
-        elif self.action == "create":
-            self.require_role(*MODERATING, message="Only the owner and moderators add members.")
-        elif self.action == "partial_update":
-            self.require_role(Role.OWNER, message="Only the owner changes roles.")
-
     def perform_create(self, serializer):
-        room, user = self.get_room(), serializer.validated_data["username"]
-        if serializer.validated_data["role"] != Role.MEMBER and room.role != Role.OWNER:
-            raise PermissionDenied("Only the owner makes moderators.")
-        if room.memberships.filter(user=user).exists():
-            raise Conflict(f"{user.username} is a member already.")
-        try:
-            with transaction.atomic():
-                serializer.instance = RoomMembership.objects.create(
-                    room=room, user=user, role=serializer.validated_data["role"]
-                )
-        except IntegrityError:
-            raise Conflict(f"{user.username} is a member already.") from None
+        serializer.instance = services.add_member(by=self.request.user, room=self.get_room(),
+                                                  user=serializer.validated_data["username"],
+                                                  role=serializer.validated_data["role"])
 
     def perform_update(self, serializer):
-        if serializer.instance.role == Role.OWNER:
-            raise PermissionDenied("The owner's role does not change.")
-        serializer.save()
+        serializer.instance = services.change_role(by=self.request.user, membership=serializer.instance,
+                                                   role=serializer.validated_data["role"])
 
     def perform_destroy(self, membership):
-        room, me = self.get_room(), self.request.user
-        if membership.role == Role.OWNER:
-            raise PermissionDenied("The owner cannot leave or be removed; delete the room instead.")
-        allowed = (
-            membership.user_id == me.pk
-            or room.role == Role.OWNER
-            or (room.role == Role.MODERATOR and membership.role == Role.MEMBER)
-        )
-        if not allowed:
-            raise PermissionDenied("You may not remove this member.")
-        membership.delete()
+        services.remove_member(by=self.request.user, membership=membership)
 
 
 # --- Invites --------------------------------------------------------------------------------------
@@ -245,17 +230,14 @@ class MemberViewSet(RoomScoped, mixins.ListModelMixin, mixins.CreateModelMixin, 
     destroy=extend_schema(summary="Revoke an invite (owner, moderators)",
                           parameters=[SLUG, OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH)]),
 )
-class InviteViewSet(RoomScoped, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin,
+class InviteViewSet(ServiceRules, RoomScoped, mixins.ListModelMixin, mixins.CreateModelMixin, mixins.DestroyModelMixin,
                     viewsets.GenericViewSet):
     serializer_class = InviteSerializer
     lookup_value_regex = r"[0-9]+"
+    room_rules = {"list": "manage-invites", "create": "manage-invites", "destroy": "manage-invites"}
 
     def get_queryset(self):
         return Invite.objects.filter(room=self.get_room()).select_related("room", "created_by")
-
-    def initial(self, request, *args, **kwargs):
-        super().initial(request, *args, **kwargs)
-        self.require_role(*MODERATING, message="Only the owner and moderators manage invites.")
 
     def perform_create(self, serializer):
         serializer.save(room=self.get_room(), created_by=self.request.user)
@@ -270,13 +252,14 @@ class InviteViewSet(RoomScoped, mixins.ListModelMixin, mixins.CreateModelMixin, 
 @extend_schema_view(
     list=extend_schema(summary="Who is in the room's live call now", parameters=[SLUG]),
 )
-class ParticipantViewSet(RoomScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
+class ParticipantViewSet(ServiceRules, RoomScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = ParticipantSerializer
+    room_rules = {"kick": "kick"}
     lookup_field = "peer_id"
     pagination_class = None  # at most MAX_PARTICIPANTS
 
     def get_queryset(self):
-        return CallParticipant.objects.live().filter(call__room=self.get_room()).select_related("user")
+        return CallParticipant.objects.live().filter(call__room=self.get_room()).select_related("user", "call__room")
 
     @extend_schema(
         summary="Remove a peer from the live call (owner, moderators)", request=None,
@@ -287,22 +270,11 @@ class ParticipantViewSet(RoomScoped, mixins.ListModelMixin, viewsets.GenericView
     )
     @action(detail=True, methods=["post"])
     def kick(self, request, slug=None, peer_id=None):
-        room = self.get_room()
-        self.require_role(*MODERATING, message="Only the owner and moderators remove people from a call.")
-        participant = self.get_object()
-        if room.role == Role.MODERATOR and room.role_of(participant.user) in MODERATING:
-            raise PermissionDenied("Moderators cannot remove the owner or other moderators.")
-        services.kick_participant(participant=participant)
+        services.kick_participant(by=request.user, participant=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # --- Call history ---------------------------------------------------------------------------------
-
-
-class CallFilterSerializer(serializers.Serializer):
-    room = serializers.SlugField(required=False, help_text="Only calls of the room with this slug.")
-    started_after = serializers.DateTimeField(required=False, help_text="Only calls started at or after this.")
-    started_before = serializers.DateTimeField(required=False, help_text="Only calls started before this.")
 
 
 @extend_schema_view(
@@ -322,15 +294,7 @@ class CallViewSet(viewsets.ReadOnlyModelViewSet):
             .prefetch_related(Prefetch("participants", CallParticipant.objects.select_related("user")))
         )
         if self.action == "list":
-            query = CallFilterSerializer(data=self.request.query_params)
-            query.is_valid(raise_exception=True)
-            filters_ = query.validated_data
-            if "room" in filters_:
-                calls = calls.filter(room__slug=filters_["room"])
-            if "started_after" in filters_:
-                calls = calls.filter(started_at__gte=filters_["started_after"])
-            if "started_before" in filters_:
-                calls = calls.filter(started_at__lt=filters_["started_before"])
+            calls = CallFilterSerializer(data=self.request.query_params).filter(calls)
         return calls
 
 
@@ -354,27 +318,3 @@ class IceServersView(APIView):
 def not_found(request, *args, **kwargs):
     """Any other /api/ address: a JSON 404 like the API's own, not the HTML page."""
     return JsonResponse({"detail": "Not found."}, status=404)
-
-
-router = SimpleRouter()
-router.register("rooms", RoomViewSet, basename="room")
-router.register("calls", CallViewSet, basename="call")
-
-members = MemberViewSet.as_view({"get": "list", "post": "create"})
-member = MemberViewSet.as_view({"patch": "partial_update", "delete": "destroy"})
-invites = InviteViewSet.as_view({"get": "list", "post": "create"})
-invite = InviteViewSet.as_view({"delete": "destroy"})
-
-urlpatterns = [
-    *router.urls,
-    path("rooms/<slug:slug>/members/", members, name="room-members"),
-    path("rooms/<slug:slug>/members/<str:username>/", member, name="room-member"),
-    path("rooms/<slug:slug>/invites/", invites, name="room-invites"),
-    path("rooms/<slug:slug>/invites/<int:pk>/", invite, name="room-invite"),
-    path("rooms/<slug:slug>/participants/", ParticipantViewSet.as_view({"get": "list"}), name="room-participants"),
-    path("rooms/<slug:slug>/participants/<uuid:peer_id>/kick/", ParticipantViewSet.as_view({"post": "kick"}),
-         name="room-participant-kick"),
-    path("ice-servers/", IceServersView.as_view(), name="ice-servers"),
-]
-# Last in /api/ (config/urls.py): addresses that match nothing, e.g. a slug with characters slugs cannot have.
-fallback = re_path(r"^[\s\S]*$", not_found)  # [\s\S]: newlines too (%0A in a path)

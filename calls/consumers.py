@@ -10,14 +10,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from calls import protocol, relay, services, tickets
+from calls import liveness, protocol, services, tickets
 from calls.ice import ice_servers_for
-from calls.protocol import ErrorCode, ProtocolError
-from calls.services import CloseCode, JoinRefused, Reason
+from calls.protocol import CLEAN_CLOSE_CODES, CloseCode, ErrorCode, ProtocolError
+from calls.relay import Item
+from calls.services import JoinRefused, Reason
 
 logger = logging.getLogger(__name__)
-
-CLEAN_CLOSE_CODES = {1000, 1001}  # the client said goodbye (closed, or navigated away)
 
 # Joins and leaves mostly wait on database and cache round trips. Channels' default runs every such call in one
 # thread, one after another; a small pool (a connection per thread) lets a thousand joins overlap.
@@ -92,24 +91,25 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if not self.scope.get("origin_allowed", True):
             await self.refuse(CloseCode.FORBIDDEN, "origin not allowed")
             return
-        self.node = await relay.get_node()
+        self.node = await liveness.get_node()
         self.peer_id = str(uuid.uuid4())
-        self.node.peers[self.peer_id] = self  # before the row exists, so no frame for us can miss us
+        self.node.register(self)  # before the row exists, so no frame for us can miss us
         try:
             joined, welcome, me = await in_db_thread(self.enter_call)()
         except JoinRefused as refusal:
-            self.node.peers.pop(self.peer_id, None)
+            self.node.forget(self.peer_id)
             await self.refuse(refusal.close_code, str(refusal))
             return
         self.joined = True
         self.peers = {str(p.peer_id): p.relay_node for p in joined.others}
         await self.send(text_data=welcome)
         pending, self.pending = self.pending, None
-        for kind, text, extra in pending:
-            await self.relayed(kind, text, extra)
-        joined_text = protocol.encode({"type": "peer-joined", "peer": me})
+        for item in pending:
+            await self.relayed(item)
+        joined_text = protocol.peer_joined_frame(me)
         for peer_id, node in list(self.peers.items()):
-            await self.node.deliver(node, peer_id, "j", joined_text, [self.node.channel, self.peer_id])
+            await self.node.deliver(node=node, item=Item.joined(peer_id, joined_text, node=self.node.channel,
+                                                                peer_id=self.peer_id))
 
     def enter_call(self) -> tuple[services.Joined, str, dict]:
         """Authenticate, join the call and build our welcome, in one trip to a database thread."""
@@ -128,17 +128,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         return user if user is not None and user.is_authenticated else None
 
     def welcome_frames(self, joined: services.Joined) -> tuple[str, dict]:
-        room = joined.participant.call.room
-        # The later joiner plays polite toward everyone already there; they play impolite toward it.
-        welcome = {
-            "type": "welcome",
-            "peer_id": self.peer_id,
-            "call_id": joined.participant.call_id,
-            "room": {"slug": room.slug, "name": room.name},
-            "peers": [protocol.peer_object(p, polite=True) for p in joined.others],
-            "ice_servers": ice_servers_for(joined.participant.user),
-        }
-        return protocol.encode(welcome), protocol.peer_object(joined.participant, polite=False)
+        participant = joined.participant
+        welcome = protocol.welcome_frame(peer_id=self.peer_id, call_id=participant.call_id,
+                                         room=participant.call.room, others=joined.others,
+                                         ice_servers=ice_servers_for(participant.user))
+        return welcome, protocol.peer_object(participant, polite=False)
 
     async def refuse(self, code: int, reason: str) -> None:
         logger.info("signaling refused for %s: %s (%s)", self.scope.get("path"), reason, code)
@@ -175,7 +169,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=protocol.error_frame(error.code, error.detail))
         except Exception:
             logger.exception("signaling: peer %s in %s: handler failed", self.peer_id, self.room_slug)
-            await self.end(1011, Reason.DISCONNECTED, "server error")
+            await self.end(CloseCode.SERVER_ERROR, Reason.DISCONNECTED, "server error")
 
     async def handle(self, message: protocol.ClientMessage) -> None:
         if type(message) is protocol.Relay:
@@ -183,8 +177,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             if node is None:
                 raise ProtocolError(ErrorCode.UNKNOWN_PEER, "No such peer in this call.")
             message.frame["from"] = self.peer_id
-            if not await self.node.deliver(node, message.to, "f", protocol.encode(message.frame),
-                                           sender=self.peer_id):
+            item = Item.frame(message.to, protocol.encode(message.frame), sender=self.peer_id)
+            if not await self.node.deliver(node=node, item=item):
                 raise ProtocolError(ErrorCode.UNDELIVERABLE, "The peer is leaving.")
         elif type(message) is protocol.Ping:
             await self.send(text_data=protocol.PONG)
@@ -192,28 +186,28 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await database_sync_to_async(services.record_media_state)(
                 peer_id=self.peer_id, audio=message.audio, video=message.video, screen=message.screen
             )
-            text = protocol.encode({"type": "media-state", "from": self.peer_id, "audio": message.audio,
-                                    "video": message.video, "screen": message.screen})
+            text = protocol.media_state_frame(peer_id=self.peer_id, state=message)
             for peer_id, node in list(self.peers.items()):
-                await self.node.deliver(node, peer_id, "f", text)
+                await self.node.deliver(node=node, item=Item.frame(peer_id, text))
 
     # --- frames from the relay -----------------------------------------------------------------------
 
-    async def relayed(self, kind: str, text: str | None, extra) -> None:
+    async def relayed(self, item: Item) -> None:
         if self.pending is not None:
-            self.pending.append((kind, text, extra))
+            self.pending.append(item)
             return
-        if kind == "f":
-            await self.send(text_data=text)
-        elif kind == "j":
-            node, peer_id = extra
+        kind = item.kind
+        if kind == Item.FRAME:
+            await self.send(text_data=item.text)
+        elif kind == Item.JOINED:
+            node, peer_id = item.extra
             self.peers[peer_id] = node
-            await self.send(text_data=text)
-        elif kind == "l":
-            self.peers.pop(extra, None)
-            await self.send(text_data=text)
-        elif kind == "c":
-            code, reason = extra
+            await self.send(text_data=item.text)
+        elif kind == Item.LEFT:
+            self.peers.pop(item.extra, None)
+            await self.send(text_data=item.text)
+        elif kind == Item.CLOSE:
+            code, reason = item.extra
             await self.end(code, reason, reason)
 
     async def time_out(self) -> None:
@@ -242,19 +236,18 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if not self.joined:
             return
         self.joined = False
-        self.node.peers.pop(self.peer_id, None)
+        self.node.forget(self.peer_id)
         reason = self.leave_reason or reason or Reason.DISCONNECTED
         # Shielded, and known to the node: a shutdown cancels connections, but their leaves must still be
         # written and announced before the process exits.
         recording = asyncio.ensure_future(self.record_leave(reason))
-        self.node.leaving.add(recording)
-        recording.add_done_callback(self.node.leaving.discard)
+        self.node.track_leave(recording)
         await asyncio.shield(recording)
 
     async def record_leave(self, reason: str) -> None:
         try:
             await in_db_thread(services.leave_call)(peer_id=self.peer_id, reason=reason)
         finally:
-            text = protocol.encode({"type": "peer-left", "peer_id": self.peer_id, "reason": reason})
+            text = protocol.peer_left_frame(peer_id=self.peer_id, reason=reason)
             for peer_id, node in list(self.peers.items()):
-                await self.node.deliver(node, peer_id, "l", text, self.peer_id)
+                await self.node.deliver(node=node, item=Item.left(peer_id, text, peer_id=self.peer_id))

@@ -87,6 +87,8 @@ class RoomMembership(models.Model):
         MODERATOR = "moderator", "Moderator"
         MEMBER = "member", "Member"
 
+    MODERATING_ROLES = frozenset({Role.OWNER, Role.MODERATOR})  # may change the room and remove people
+
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_memberships")
     role = models.CharField(max_length=9, choices=Role.choices, default=Role.MEMBER)
@@ -106,10 +108,6 @@ class RoomMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.room} ({self.role})"
-
-    @property
-    def can_moderate(self) -> bool:
-        return self.role in (self.Role.OWNER, self.Role.MODERATOR)
 
 
 class CallQuerySet(models.QuerySet):
@@ -172,9 +170,6 @@ class Call(models.Model):
 class CallParticipantQuerySet(models.QuerySet):
     def live(self) -> "CallParticipantQuerySet":
         return self.filter(left_at__isnull=True)
-
-    def history_of(self, user) -> "CallParticipantQuerySet":
-        return self.filter(user=user).select_related("call__room").order_by("-joined_at")
 
 
 class CallParticipant(models.Model):
@@ -244,15 +239,6 @@ def new_invite_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-class InviteQuerySet(models.QuerySet):
-    def usable(self, now=None) -> "InviteQuerySet":
-        """Not revoked, not expired, not used up."""
-        now = now or timezone.now()
-        return self.filter(revoked_at__isnull=True, expires_at__gt=now).filter(
-            Q(max_uses__isnull=True) | Q(use_count__lt=F("max_uses"))
-        )
-
-
 class Invite(models.Model):
     """A link (/invite/<token>/) that makes whoever opens it, logged in, a member of the room."""
 
@@ -272,8 +258,6 @@ class Invite(models.Model):
     max_uses = models.PositiveIntegerField(null=True, blank=True, help_text="Empty for no limit.")
     use_count = models.PositiveIntegerField(default=0)
     revoked_at = models.DateTimeField(null=True, blank=True)
-
-    objects = InviteQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

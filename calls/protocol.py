@@ -7,7 +7,26 @@ ProtocolError with one of the documented error codes.
 import json
 import uuid
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes of the signaling protocol (docs/signaling.md)."""
+
+    NORMAL = 1000  # the client said goodbye
+    GOING_AWAY = 1001  # the client navigated away or closed the tab
+    SERVER_ERROR = 1011  # a handler failed: only this socket is closed, and it is logged
+    SERVICE_RESTART = 1012  # the server process is stopping: reconnect (another process will take you)
+    NOT_AUTHENTICATED = 4401
+    FORBIDDEN = 4403  # not allowed to join, or kicked
+    NOT_FOUND = 4404  # no such room, or a private room the user does not belong to
+    TIMED_OUT = 4408
+    ROOM_FULL = 4409
+    FLOODING = 4429
+
+
+CLEAN_CLOSE_CODES = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY})
 
 
 class ErrorCode:
@@ -124,6 +143,9 @@ def parse_client_message(data: dict) -> ClientMessage:
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown frame type {kind[:40]!r}.")
 
 
+# --- Frames the server builds -----------------------------------------------------------------------
+
+
 def encode(frame: dict) -> str:
     return json.dumps(frame, separators=(",", ":"))
 
@@ -133,6 +155,32 @@ def error_frame(code: str, detail: str) -> str:
 
 
 PONG = encode({"type": "pong"})
+
+
+def welcome_frame(*, peer_id: str, call_id: int, room, others: list, ice_servers: list) -> str:
+    """The first frame on a joined socket. The later joiner plays polite toward everyone already there."""
+    return encode({
+        "type": "welcome",
+        "peer_id": peer_id,
+        "call_id": call_id,
+        "room": {"slug": room.slug, "name": room.name},
+        "peers": [peer_object(p, polite=True) for p in others],
+        "ice_servers": ice_servers,
+    })
+
+
+def peer_joined_frame(peer: dict) -> str:
+    """`peer` is the newcomer's peer_object; the ones already there play impolite toward it."""
+    return encode({"type": "peer-joined", "peer": peer})
+
+
+def peer_left_frame(*, peer_id: str, reason: str) -> str:
+    return encode({"type": "peer-left", "peer_id": peer_id, "reason": reason})
+
+
+def media_state_frame(*, peer_id: str, state: MediaState) -> str:
+    return encode({"type": "media-state", "from": peer_id, "audio": state.audio, "video": state.video,
+                   "screen": state.screen})
 
 
 def user_object(user) -> dict:

@@ -1,27 +1,20 @@
 """Deliver signaling frames to peers by peer id, in this server process or in another one.
 
-This is the hot path, so it answers one question cheaply: "deliver this text to peer X of node N".
+This is the hot path, so it answers one question cheaply: "deliver this item to peer X of node N".
 Each server process runs one `Node`: a registry of the peers connected to it and one channel on the channel
-layer (its address, stored on the participant row as `relay_node`). A frame for a peer of the same process is
-handed to its consumer directly. Frames for other processes are queued per node and sent as one channel-layer
+layer (its address, stored on the participant row as `relay_node`). An item for a peer of the same process is
+handed to its consumer directly. Items for other processes are queued per node and sent as one channel-layer
 message per node and event-loop turn, so Redis round trips are shared by every frame of a burst. A full channel
 (`ChannelFull`) or a peer that is gone by the time its frame arrives is reported to the sender as
-`undeliverable`: no frame is dropped silently. No database, no settings in here per frame.
-
-Items on the wire: [kind, to_peer, text, extra, from_node, from_peer], kind one of
-  "f" frame: send `text` to the peer;
-  "j" joined: remember peer `extra` (its node) then send `text` (peer-joined);
-  "l" left: forget peer `extra` then send `text` (peer-left);
-  "c" close: close the peer's socket, `extra` = [close code, leave reason].
+`undeliverable`: no frame is dropped silently. No database, and no settings lookups per frame, in here.
 """
 
 import asyncio
 import logging
 import sys
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
@@ -30,16 +23,47 @@ from calls import protocol
 logger = logging.getLogger(__name__)
 
 BATCH = "relay.batch"
-HEARTBEAT_SECONDS = 20.0  # how often a node refreshes its peers' rows and looks for silent peers
-REAP_EVERY = 3  # heartbeats between two opportunistic reaper runs
-SHUTDOWN_SECONDS = 30.0  # how long a stopping server may take to record its peers' leaves
+
+
+class Item(NamedTuple):
+    """One thing for one peer. A tuple, so that it crosses the channel layer (msgpack) as a plain array."""
+
+    kind: str  # one of the constants below
+    to: str  # the peer id it is for
+    text: str | None  # the frame to send, if any
+    extra: Any  # per kind: JOINED [node, peer id], LEFT the peer id, CLOSE [close code, leave reason]
+    from_node: str = ""  # where an undeliverable frame is reported
+    sender: str = ""  # the peer id to report it to ("" for server-made frames: not reported)
+
+    FRAME = "frame"  # send `text`
+    JOINED = "joined"  # remember the peer in `extra`, then send `text` (peer-joined)
+    LEFT = "left"  # forget the peer in `extra`, then send `text` (peer-left)
+    CLOSE = "close"  # close the socket with `extra` = [close code, leave reason]
+
+    @classmethod
+    def frame(cls, to: str, text: str, *, sender: str = "", from_node: str = "") -> "Item":
+        return cls(cls.FRAME, to, text, None, from_node, sender)
+
+    @classmethod
+    def joined(cls, to: str, text: str, *, node: str, peer_id: str) -> "Item":
+        return cls(cls.JOINED, to, text, [node, peer_id])
+
+    @classmethod
+    def left(cls, to: str, text: str, *, peer_id: str) -> "Item":
+        return cls(cls.LEFT, to, text, peer_id)
+
+    @classmethod
+    def close(cls, to: str, *, code: int, reason: str) -> "Item":
+        return cls(cls.CLOSE, to, None, [int(code), reason])
 
 
 class LocalPeer(Protocol):
+    """What a node needs of a connection it holds (the signaling consumer)."""
+
     peer_id: str
     last_heard: float  # loop time of the last frame received from the client
 
-    async def relayed(self, kind: str, text: str | None, extra) -> None: ...
+    async def relayed(self, item: Item) -> None: ...
 
     async def time_out(self) -> None: ...
 
@@ -47,11 +71,12 @@ class LocalPeer(Protocol):
 
 
 class Node:
-    def __init__(self, layer):
+    def __init__(self, layer, *, shutdown_seconds: float = 30.0):
         self.layer = layer
         self.channel = ""
+        self.shutdown_seconds = shutdown_seconds  # how long a stopping server may take to record its leaves
         self.peers: dict[str, LocalPeer] = {}
-        self.leaving: set[asyncio.Future] = set()  # leaves being recorded: a shutdown waits for them
+        self._leaving: set[asyncio.Future] = set()  # leaves being recorded: a shutdown waits for them
         self._outbox: dict[str, list] = {}
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
@@ -59,49 +84,69 @@ class Node:
 
     async def start(self) -> None:
         self.channel = await self.layer.new_channel("relay")
-        self._tasks = [
-            asyncio.create_task(self._receive_loop(), name="relay-receive"),
-            asyncio.create_task(self._send_loop(), name="relay-send"),
-            asyncio.create_task(self._housekeeping_loop(), name="relay-housekeeping"),
-        ]
+        self.run(self._receive_loop(), name="relay-receive")
+        self.run(self._send_loop(), name="relay-send")
+
+    def run(self, coroutine, *, name: str) -> asyncio.Task:
+        """Run a background task for as long as the node runs (liveness attaches its loops here)."""
+        task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._tasks.append(task)
+        return task
 
     async def shut_down(self) -> None:
         """The server process is stopping: end its connections (recorded as server-shutdown), tell the peers
-        elsewhere, and send what is queued before the process exits."""
+        elsewhere, and send what is queued before the process exits, even if the leaves took too long."""
         peers = list(self.peers.values())
         logger.info("relay node %s: server shutting down, closing %d connection(s)", self.channel, len(peers))
-        await asyncio.wait_for(asyncio.gather(*(peer.shut_down() for peer in peers), *self.leaving,
-                                              return_exceptions=True), SHUTDOWN_SECONDS)
-        await self.flush()
-        await self.stop()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(peer.shut_down() for peer in peers), *self._leaving,
+                                                  return_exceptions=True), self.shutdown_seconds)
+        except TimeoutError:
+            logger.warning("relay node %s: leaves still unrecorded after %.0f s", self.channel,
+                           self.shutdown_seconds)
+        finally:
+            await self.flush()
+            await self.stop()
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    # --- sending -----------------------------------------------------------------------------------
+    # --- the peers held here --------------------------------------------------------------------------
 
-    async def deliver(self, node: str, peer_id: str, kind: str, text: str | None, extra=None,
-                      sender: str = "") -> bool:
-        """Hand a frame to a peer. False when the peer is known to be gone (same process only)."""
+    def register(self, peer: LocalPeer) -> None:
+        self.peers[peer.peer_id] = peer
+
+    def forget(self, peer_id: str) -> None:
+        self.peers.pop(peer_id, None)
+
+    def track_leave(self, recording: asyncio.Future) -> None:
+        """A leave being written: a shutdown waits for it before the process exits."""
+        self._leaving.add(recording)
+        recording.add_done_callback(self._leaving.discard)
+
+    # --- sending ----------------------------------------------------------------------------------------
+
+    async def deliver(self, *, node: str, item: Item) -> bool:
+        """Hand an item to a peer of `node`. False when the peer is known to be gone (same process only)."""
         if node == self.channel:
-            peer = self.peers.get(peer_id)
+            peer = self.peers.get(item.to)
             if peer is None:
                 return False
-            await peer.relayed(kind, text, extra)
+            await peer.relayed(item)
             return True
         items = self._outbox.get(node)
         if items is None:
             items = self._outbox[node] = []
             self._wake.set()
-        items.append((kind, peer_id, text, extra, self.channel, sender))
+        items.append(item if item.from_node else item._replace(from_node=self.channel))
         return True
 
     async def _send_loop(self) -> None:
         while True:
             await self._wake.wait()
-            # Frames queued while these sends are under way form the next batch.
+            # Items queued while these sends are under way form the next batch.
             await self.flush()
 
     async def flush(self) -> None:
@@ -111,25 +156,25 @@ class Node:
             outbox, self._outbox = self._outbox, {}
             await asyncio.gather(*(self._send_batch(node, items) for node, items in outbox.items()))
 
-    async def _send_batch(self, node: str, items: list) -> None:
+    async def _send_batch(self, node: str, items: list[Item]) -> None:
         try:
             await self.layer.send(node, {"type": BATCH, "items": items})
             return
         except ChannelFull:
-            logger.warning("relay channel %s is full: %d frames undeliverable", node, len(items))
+            logger.warning("relay channel %s is full: %d items undeliverable", node, len(items))
             detail = "The peer's server cannot take more frames right now (its channel is full)."
         except Exception:
-            logger.exception("relay to %s failed: %d frames undeliverable", node, len(items))
+            logger.exception("relay to %s failed: %d items undeliverable", node, len(items))
             detail = "The peer's server could not be reached."
-        for kind, peer_id, _text, _extra, _node, sender in items:
-            if kind == "f" and sender:
-                await self._bounce(self.channel, sender, peer_id, detail)
+        for item in items:
+            if item.kind == Item.FRAME and item.sender:
+                await self._bounce(self.channel, item, detail)
 
-    async def _bounce(self, node: str, sender: str, peer_id: str, detail: str) -> None:
-        await self.deliver(node, sender, "f", protocol.error_frame(protocol.ErrorCode.UNDELIVERABLE,
-                                                                   f"Peer {peer_id}: {detail}"))
+    async def _bounce(self, node: str, item: Item, detail: str) -> None:
+        text = protocol.error_frame(protocol.ErrorCode.UNDELIVERABLE, f"Peer {item.to}: {detail}")
+        await self.deliver(node=node, item=Item.frame(item.sender, text))
 
-    # --- receiving ---------------------------------------------------------------------------------
+    # --- receiving --------------------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
         while True:
@@ -141,35 +186,16 @@ class Node:
                 logger.exception("relay node %s: receive failed; retrying", self.channel)
                 await asyncio.sleep(1)
                 continue
-            for kind, peer_id, text, extra, from_node, sender in message.get("items", ()):
-                peer = self.peers.get(peer_id)
+            for raw in message.get("items", ()):
+                item = Item(*raw)
+                peer = self.peers.get(item.to)
                 try:
                     if peer is not None:
-                        await peer.relayed(kind, text, extra)
-                    elif kind == "f" and sender:
-                        await self._bounce(from_node, sender, peer_id, "The peer has left.")
+                        await peer.relayed(item)
+                    elif item.kind == Item.FRAME and item.sender:
+                        await self._bounce(item.from_node, item, "The peer has left.")
                 except Exception:
-                    logger.exception("relay node %s: delivering to %s failed", self.channel, peer_id)
-
-    # --- liveness ----------------------------------------------------------------------------------
-
-    async def _housekeeping_loop(self) -> None:
-        from calls import services  # services import this module
-
-        loop = asyncio.get_running_loop()
-        beat = 0
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            beat += 1
-            try:
-                await database_sync_to_async(services.touch_participants)(peer_ids=list(self.peers))
-                deadline = loop.time() - services.peer_timeout()
-                for peer in [p for p in self.peers.values() if p.last_heard < deadline]:
-                    await peer.time_out()
-                if beat % REAP_EVERY == 0:
-                    await database_sync_to_async(services.reap_stale_participants)()
-            except Exception:
-                logger.exception("relay node %s: housekeeping failed", self.channel)
+                    logger.exception("relay node %s: delivering to %s failed", self.channel, item.to)
 
 
 _nodes: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
@@ -185,7 +211,9 @@ async def get_node() -> Node:
 
 
 async def _start_node() -> Node:
-    node = Node(get_channel_layer())
+    from django.conf import settings  # read once, when the node starts
+
+    node = Node(get_channel_layer(), shutdown_seconds=settings.PARLEY_SIGNALING["SHUTDOWN_SECONDS"])
     await node.start()
     logger.info("relay node %s started", node.channel)
     _shut_down_with_daphne(node)
@@ -214,24 +242,30 @@ async def stop_node() -> None:
         await (await starting).stop()
 
 
-def send_items(node: str, items: list) -> None:
-    """From synchronous code (views, commands, services): send control items to a node."""
+# --- From synchronous code (services, views, commands) ---------------------------------------------------
+
+
+def send_items(node: str, items: list[Item]) -> None:
+    """Send items to a node from synchronous code. A failure is logged, never raised: the caller's change is
+    committed already, and the peers it concerns are reaped if they cannot be told."""
     if not node:
         return
     try:
         async_to_sync(get_channel_layer().send)(node, {"type": BATCH, "items": items})
     except ChannelFull:
         logger.warning("relay channel %s is full: %d control items not sent", node, len(items))
+    except Exception:
+        logger.exception("relay to %s failed: %d control items not sent", node, len(items))
 
 
 def close_peer(*, node: str, peer_id: str, code: int, reason: str) -> None:
-    send_items(node, [("c", peer_id, None, [code, reason], "", "")])
+    send_items(node, [Item.close(peer_id, code=code, reason=reason)])
 
 
 def announce_left(*, targets: list[tuple[str, str]], peer_id: str, text: str) -> None:
     """Send a peer-left `text` to (node, peer id) targets, one message per node, so they forget `peer_id`."""
-    by_node: dict[str, list] = {}
+    by_node: dict[str, list[Item]] = {}
     for node, target in targets:
-        by_node.setdefault(node, []).append(("l", target, text, peer_id, "", ""))
+        by_node.setdefault(node, []).append(Item.left(target, text, peer_id=peer_id))
     for node, items in by_node.items():
         send_items(node, items)

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -20,6 +19,26 @@ INVITE_TTL_MAX = 90 * 24 * 3600
 ASSIGNABLE_ROLES = [(RoomMembership.Role.MEMBER.value, "Member"), (RoomMembership.Role.MODERATOR.value, "Moderator")]
 
 
+@extend_schema_field(OpenApiTypes.URI)
+class PageURLField(serializers.ReadOnlyField):
+    """The object's page in the browser (`get_absolute_url`), absolute when there is a request."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="get_absolute_url", **kwargs)
+
+    def to_representation(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+@extend_schema_field(OpenApiTypes.DOUBLE)
+class SecondsField(serializers.ReadOnlyField):
+    """A duration (timedelta) in seconds, to the millisecond."""
+
+    def to_representation(self, duration: timedelta) -> float:
+        return round(duration.total_seconds(), 3)
+
+
 class RoomSerializer(serializers.ModelSerializer):
     """A room as the caller sees it. On update only name, visibility, max_participants and locked change."""
 
@@ -29,19 +48,13 @@ class RoomSerializer(serializers.ModelSerializer):
         choices=RoomMembership.Role.choices, read_only=True, allow_null=True,
         help_text="The caller's role in the room; null when they are not a member (of a public room).",
     )
-    url = serializers.SerializerMethodField(help_text="The room's page in the browser.")
+    url = PageURLField(help_text="The room's page in the browser.")
 
     class Meta:
         model = Room
         fields = ("slug", "name", "visibility", "max_participants", "locked", "owner", "role",
                   "participant_count", "url", "created_at", "updated_at")
         read_only_fields = ("slug", "owner", "created_at", "updated_at")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_url(self, room: Room) -> str:
-        request = self.context.get("request")
-        path = room.get_absolute_url()
-        return request.build_absolute_uri(path) if request else path
 
 
 class RoomCreateSerializer(RoomSerializer):
@@ -81,7 +94,7 @@ class MembershipUpdateSerializer(serializers.ModelSerializer):
 
 class InviteSerializer(serializers.ModelSerializer):
     created_by = UserSerializer(read_only=True)
-    url = serializers.SerializerMethodField(help_text="The link to send: opening it while logged in joins the room.")
+    url = PageURLField(help_text="The link to send: opening it while logged in joins the room.")
     state = serializers.ChoiceField(choices=Invite.State.choices, read_only=True)
     expires_in = serializers.IntegerField(
         write_only=True, required=False, min_value=60, max_value=INVITE_TTL_MAX, default=INVITE_TTL_DEFAULT,
@@ -97,12 +110,6 @@ class InviteSerializer(serializers.ModelSerializer):
         fields = ("id", "token", "url", "state", "expires_in", "expires_at", "max_uses", "use_count", "revoked_at",
                   "created_by", "created_at")
         read_only_fields = ("id", "token", "expires_at", "use_count", "revoked_at", "created_at")
-
-    @extend_schema_field(OpenApiTypes.URI)
-    def get_url(self, invite: Invite) -> str:
-        request = self.context.get("request")
-        path = reverse("invite", kwargs={"token": invite.token})
-        return request.build_absolute_uri(path) if request else path
 
     def create(self, validated_data):
         expires_in = validated_data.pop("expires_in")
@@ -123,15 +130,12 @@ class ParticipantSerializer(serializers.ModelSerializer):
 
 class CallParticipantSerializer(serializers.ModelSerializer):
     user = UserSerializer(read_only=True)
-    duration = serializers.SerializerMethodField(help_text="Seconds from join to leave (or to now, while live).")
+    duration = SecondsField(help_text="Seconds from join to leave (or to now, while live).")
 
     class Meta:
         model = CallParticipant
         fields = ("peer_id", "user", "joined_at", "left_at", "leave_reason", "duration")
         read_only_fields = fields
-
-    def get_duration(self, participant: CallParticipant) -> float:
-        return round(participant.duration.total_seconds(), 3)
 
 
 class CallRoomSerializer(serializers.ModelSerializer):
@@ -145,16 +149,13 @@ class CallSerializer(serializers.ModelSerializer):
     room = CallRoomSerializer(read_only=True, allow_null=True, help_text="null once the room is deleted.")
     room_name = serializers.CharField(read_only=True, help_text="The room's name when the call started.")
     is_live = serializers.BooleanField(read_only=True)
-    duration = serializers.SerializerMethodField(help_text="Seconds from start to end (or to now, while live).")
+    duration = SecondsField(help_text="Seconds from start to end (or to now, while live).")
     participants = CallParticipantSerializer(many=True, read_only=True)
 
     class Meta:
         model = Call
         fields = ("id", "room", "room_name", "started_at", "ended_at", "is_live", "duration", "participants")
         read_only_fields = fields
-
-    def get_duration(self, call: Call) -> float:
-        return round(call.duration.total_seconds(), 3)
 
 
 class TicketSerializer(serializers.Serializer):

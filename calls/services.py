@@ -5,29 +5,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
 from calls import protocol, relay
 from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
+from calls.protocol import CloseCode
 
 logger = logging.getLogger(__name__)
 
 Reason = CallParticipant.LeaveReason
-
-
-class CloseCode:
-    """WebSocket close codes of the signaling protocol (docs/signaling.md)."""
-
-    NOT_AUTHENTICATED = 4401
-    FORBIDDEN = 4403  # not allowed to join, or kicked
-    NOT_FOUND = 4404  # no such room, or a private room the user does not belong to
-    TIMED_OUT = 4408
-    ROOM_FULL = 4409
-    FLOODING = 4429
-    SERVICE_RESTART = 1012  # the server process is stopping: reconnect (another process will take you)
+Role = RoomMembership.Role
 
 
 def unique_slug_for(name: str) -> str:
@@ -66,7 +56,7 @@ def check_may_join(*, room: Room, user) -> None:
     role = room.role_of(user)
     if not room.is_public and role is None:
         raise JoinRefused(CloseCode.NOT_FOUND, "No such room.")  # a private room does not exist for outsiders
-    if room.locked and role not in (RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR):
+    if room.locked and role not in RoomMembership.MODERATING_ROLES:
         raise JoinRefused(CloseCode.FORBIDDEN, "The room is locked.")
 
 
@@ -156,7 +146,7 @@ def peer_timeout() -> float:
 
 def stale_after() -> timedelta:
     """How long a row may go without a refresh before its server process is presumed dead."""
-    return timedelta(seconds=peer_timeout() + 2 * relay.HEARTBEAT_SECONDS)
+    return timedelta(seconds=peer_timeout() + 2 * settings.PARLEY_SIGNALING["HEARTBEAT_SECONDS"])
 
 
 def reap_stale_participants(*, room_slug: str | None = None, now=None) -> int:
@@ -177,20 +167,90 @@ def reap_stale_participants(*, room_slug: str | None = None, now=None) -> int:
 
 
 def announce_peer_left(*, call_id: int, peer_id: str, reason: str) -> None:
-    """Tell the peers still in a call that one left without its own server saying so (it died)."""
-    text = protocol.encode({"type": "peer-left", "peer_id": peer_id, "reason": reason})
-    targets = CallParticipant.objects.live().filter(call_id=call_id).values_list("relay_node", "peer_id")
-    relay.announce_left(targets=[(node, str(target)) for node, target in targets], peer_id=peer_id, text=text)
+    """Tell the peers still in a call that one left without its own server saying so (it died), once the
+    leave is committed."""
+    text = protocol.peer_left_frame(peer_id=peer_id, reason=reason)
+    targets = [(node, str(target)) for node, target in
+               CallParticipant.objects.live().filter(call_id=call_id).values_list("relay_node", "peer_id")]
+    transaction.on_commit(lambda: relay.announce_left(targets=targets, peer_id=peer_id, text=text))
+
+
+# --- Rules: who may change a room and its call -----------------------------------------------------
+
+
+class Refused(Exception):
+    """A room action the acting user may not take. `code` is one of the constants; the API maps it to a status."""
+
+    NOT_ALLOWED = "not-allowed"
+    CONFLICT = "conflict"
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# Which room roles may take each action (docs/api.md has the same table as a matrix). Staff operators with the
+# model permission in the admin may take every action there (`is_operator`).
+RULES: dict[str, frozenset[str]] = {
+    "see-members": frozenset(Role.values),
+    "change-room": RoomMembership.MODERATING_ROLES,
+    "delete-room": frozenset({Role.OWNER}),
+    "add-member": RoomMembership.MODERATING_ROLES,
+    "add-moderator": frozenset({Role.OWNER}),
+    "change-role": frozenset({Role.OWNER}),
+    "manage-invites": RoomMembership.MODERATING_ROLES,
+    "kick": RoomMembership.MODERATING_ROLES,
+}
+REFUSALS = {
+    "see-members": "Only members see who else belongs to the room.",
+    "change-room": "Only the owner and moderators may change the room.",
+    "delete-room": "Only the owner may delete the room.",
+    "add-member": "Only the owner and moderators add members.",
+    "add-moderator": "Only the owner makes moderators.",
+    "change-role": "Only the owner changes roles.",
+    "manage-invites": "Only the owner and moderators manage invites.",
+    "kick": "Only the owner and moderators remove people from a call.",
+}
+OPERATOR_PERMISSIONS = {"delete-room": "calls.delete_room"}  # anything else: calls.change_room
+
+
+def is_operator(user, action: str) -> bool:
+    return bool(user.is_staff and user.has_perm(OPERATOR_PERMISSIONS.get(action, "calls.change_room")))
+
+
+def may(*, user, action: str, role: str | None) -> bool:
+    """Whether a user whose role in the room is `role` (None: no member) may take `action`."""
+    return role in RULES[action] or is_operator(user, action)
+
+
+def require(*, by, room: Room, action: str, role: str | None = None) -> str | None:
+    """Refuse unless `by` may take `action` in `room`; returns their role. Pass `role` when it is known."""
+    role = role if role is not None else room.role_of(by)
+    if not may(user=by, action=action, role=role):
+        raise Refused(Refused.NOT_ALLOWED, REFUSALS[action])
+    return role
 
 
 # --- Ending connections from outside (REST API, admin) ---------------------------------------------
 
 
-def kick_participant(*, participant: CallParticipant) -> None:
-    """Remove a peer from its live call: its socket closes with 4403 and the others see `peer-left: kicked`."""
-    leave_call(peer_id=participant.peer_id, reason=Reason.KICKED)
-    relay.close_peer(node=participant.relay_node, peer_id=str(participant.peer_id),
-                     code=CloseCode.FORBIDDEN, reason=Reason.KICKED)
+def kick_participant(*, by, participant: CallParticipant) -> None:
+    """Remove a peer from its live call: its socket closes with 4403 and the others see `peer-left: kicked`.
+    Moderators cannot remove the owner or other moderators."""
+    room = participant.call.room
+    role = require(by=by, room=room, action="kick")
+    if role == Role.MODERATOR and room.role_of(participant.user) in RoomMembership.MODERATING_ROLES:
+        raise Refused(Refused.NOT_ALLOWED, "Moderators cannot remove the owner or other moderators.")
+    with transaction.atomic():
+        end_connection(participant=participant, reason=Reason.KICKED, close_code=CloseCode.FORBIDDEN)
+
+
+def end_connection(*, participant: CallParticipant, reason: str, close_code: int) -> None:
+    """Record the participant's leave and, once that is committed, close its socket (the consumer announces it)."""
+    leave_call(peer_id=participant.peer_id, reason=reason)
+    node, peer_id = participant.relay_node, str(participant.peer_id)
+    transaction.on_commit(lambda: relay.close_peer(node=node, peer_id=peer_id, code=close_code, reason=reason))
 
 
 def close_room_connections(*, room: Room, reason: str, close_code: int, spare_moderators: bool = False) -> int:
@@ -198,24 +258,23 @@ def close_room_connections(*, room: Room, reason: str, close_code: int, spare_mo
     live = CallParticipant.objects.live().filter(call__room=room).select_related("user")
     if spare_moderators:
         moderators = set(
-            room.memberships.filter(role__in=[RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR])
-            .values_list("user_id", flat=True)
+            room.memberships.filter(role__in=RoomMembership.MODERATING_ROLES).values_list("user_id", flat=True)
         )
         live = [p for p in live if p.user_id not in moderators]
     closed = 0
     for participant in live:
-        leave_call(peer_id=participant.peer_id, reason=reason)
-        relay.close_peer(node=participant.relay_node, peer_id=str(participant.peer_id), code=close_code,
-                         reason=reason)
+        end_connection(participant=participant, reason=reason, close_code=close_code)
         closed += 1
     return closed
 
 
-# --- Room settings, members and invites (REST API) -------------------------------------------------
+# --- Room settings, members and invites (REST API, admin) ------------------------------------------
 
 
-def update_room(*, room: Room, **changes) -> Room:
+@transaction.atomic
+def update_room(*, by, room: Room, **changes) -> Room:
     """Save the changes; locking a room ends the live connections of everyone but its owner and moderators."""
+    require(by=by, room=room, action="change-room")
     was_locked = room.locked
     for field, value in changes.items():
         setattr(room, field, value)
@@ -223,20 +282,59 @@ def update_room(*, room: Room, **changes) -> Room:
     if room.locked and not was_locked:
         closed = close_room_connections(room=room, reason=Reason.ROOM_LOCKED, close_code=CloseCode.FORBIDDEN,
                                         spare_moderators=True)
-        logger.info("room %s locked: closed %d connection(s)", room.slug, closed)
+        logger.info("room %s locked by %s: closed %d connection(s)", room.slug, by, closed)
     return room
 
 
-def delete_room(*, room: Room) -> int:
+@transaction.atomic
+def delete_room(*, by, room: Room) -> int:
     """End the room's live connections (close code 4404, `room-closed`), then delete it. Its calls stay in the
     call log, detached from the room.
 
     Returns how many connections were closed.
     """
+    require(by=by, room=room, action="delete-room")
     closed = close_room_connections(room=room, reason=Reason.ROOM_CLOSED, close_code=CloseCode.NOT_FOUND)
-    logger.info("room %s (id %s) deleted by its owner: closed %d connection(s)", room.slug, room.pk, closed)
+    logger.info("room %s (id %s) deleted by %s: closed %d connection(s)", room.slug, room.pk, by, closed)
     room.delete()
     return closed
+
+
+def add_member(*, by, room: Room, user, role: str = Role.MEMBER) -> RoomMembership:
+    require(by=by, room=room, action="add-member" if role == Role.MEMBER else "add-moderator")
+    if role == Role.OWNER:
+        raise Refused(Refused.NOT_ALLOWED, "A room has one owner.")
+    try:
+        with transaction.atomic():
+            return RoomMembership.objects.create(room=room, user=user, role=role)
+    except IntegrityError:
+        raise Refused(Refused.CONFLICT, f"{user.username} is a member already.") from None
+
+
+def change_role(*, by, membership: RoomMembership, role: str) -> RoomMembership:
+    require(by=by, room=membership.room, action="change-role")
+    if membership.role == Role.OWNER or role == Role.OWNER:
+        raise Refused(Refused.NOT_ALLOWED, "The owner's role does not change.")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+def remove_member(*, by, membership: RoomMembership) -> None:
+    """The owner removes anyone but themselves; moderators remove plain members; anyone but the owner leaves."""
+    room = membership.room
+    if membership.role == Role.OWNER:
+        raise Refused(Refused.NOT_ALLOWED, "The owner cannot leave or be removed; delete the room instead.")
+    role = room.role_of(by)
+    allowed = (
+        membership.user_id == by.pk
+        or role == Role.OWNER
+        or (role == Role.MODERATOR and membership.role == Role.MEMBER)
+        or is_operator(by, "change-room")
+    )
+    if not allowed:
+        raise Refused(Refused.NOT_ALLOWED, "You may not remove this member.")
+    membership.delete()
 
 
 class InviteInvalid(Exception):

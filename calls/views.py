@@ -40,7 +40,7 @@ def room_detail(request, slug: str):
     room, role = get_visible_room_or_404(request.user, slug)
     memberships = room.memberships.select_related("user").order_by("role", "user__username")
     recent_calls = Call.objects.filter(room=room).with_participant_count()[:10]
-    can_moderate = role in (RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR)
+    can_moderate = role in RoomMembership.MODERATING_ROLES
     call_config = {"slug": room.slug, "can_moderate": can_moderate}
     return render(
         request,
@@ -54,7 +54,7 @@ def room_detail(request, slug: str):
 def room_settings(request, slug: str):
     """Owners and moderators manage the room here; the page drives the REST API (static/js/settings.js)."""
     room, role = get_visible_room_or_404(request.user, slug)
-    if role not in (RoomMembership.Role.OWNER, RoomMembership.Role.MODERATOR):
+    if role not in RoomMembership.MODERATING_ROLES:
         raise Http404("No such room.")
     settings_config = {"slug": room.slug, "role": role, "room_url": room.get_absolute_url(), "home_url": "/"}
     return render(request, "calls/room_settings.html", {"room": room, "role": role, "settings_config": settings_config})

@@ -152,8 +152,6 @@ def channel_layer_for(redis_url: str | None, prefix: str = "parley") -> dict:
             # One relay channel per server process carries batches of frames: room for bursts.
             "capacity": env_int("PARLEY_CHANNEL_CAPACITY", 1000),
             "expiry": 60,
-            # group_expiry counts from group_add (join): keep it longer than any call.
-            "group_expiry": 7 * 24 * 3600,
         },
     }
 
@@ -279,6 +277,11 @@ PARLEY_SIGNALING = {
     "RATE_BURST": env_int("PARLEY_RATE_BURST", 100),
     "FLOOD_GRACE_SECONDS": env_float("PARLEY_FLOOD_GRACE_SECONDS", 5.0),
     "DB_THREADS": env_int("PARLEY_DB_THREADS", 8),
+    # Liveness (calls/liveness.py): how often a process refreshes its peers' rows and looks for silent peers,
+    # how many heartbeats between two reaper runs, and how long a stopping process may take to record leaves.
+    "HEARTBEAT_SECONDS": env_float("PARLEY_HEARTBEAT_SECONDS", 20.0),
+    "REAP_EVERY": env_int("PARLEY_REAP_EVERY", 3),
+    "SHUTDOWN_SECONDS": env_float("PARLEY_SHUTDOWN_SECONDS", 30.0),
 }
 
 # --- Internationalisation, static files ---------------------------------------------------------

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts.api import MeView, ObtainTokenView
-from calls import api as calls_api
+from calls import api_urls as calls_api
 
 api_patterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="api-token"),

@@ -57,7 +57,7 @@ def api_routes() -> set[str]:
 
 def test_the_schema_has_every_api_endpoint_with_a_summary_and_its_errors(openapi):
     documented = set(openapi["paths"])
-    served = api_routes() - {"/api/schema/", "/api/docs/", "/api/redoc/", "/api/.*"}
+    served = api_routes() - {"/api/schema/", "/api/docs/", "/api/redoc/", "/api/[\\s\\S]*"}
     assert served == documented
     for path, operations in openapi["paths"].items():
         for method, operation in operations.items():

@@ -12,6 +12,8 @@ from django.utils import timezone
 
 from calls import relay, services
 from calls.models import Call, CallParticipant
+from calls.protocol import CloseCode
+from calls.relay import Item
 from tests.signaling import join
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -53,7 +55,7 @@ async def test_kick_closes_the_socket_with_4403_and_tells_the_others(layer, redi
     a, b = await join(alice, public_room), await join(bob, public_room)
     await a.receive_type("peer-joined")
     participant = await CallParticipant.objects.aget(peer_id=b.peer_id)
-    await database_sync_to_async(services.kick_participant)(participant=participant)
+    await database_sync_to_async(services.kick_participant)(by=alice, participant=participant)
     assert await b.closed_with() == 4403
     assert await a.receive() == {"type": "peer-left", "peer_id": b.peer_id, "reason": "kicked"}
     assert (await CallParticipant.objects.aget(peer_id=b.peer_id)).leave_reason == "kicked"
@@ -71,9 +73,8 @@ async def test_locking_a_room_closes_everyone_but_moderators(layer, private_room
     await a.leave()
 
 
-async def test_a_silent_peer_times_out_with_4408(layer, public_room, alice, bob, limits, monkeypatch):
-    monkeypatch.setattr(relay, "HEARTBEAT_SECONDS", 0.2)
-    limits(PEER_TIMEOUT=0.5)
+async def test_a_silent_peer_times_out_with_4408(layer, public_room, alice, bob, limits):
+    limits(PEER_TIMEOUT=0.5, HEARTBEAT_SECONDS=0.2)
     a, b = await join(alice, public_room), await join(bob, public_room)
     await a.receive_type("peer-joined")
     frames = []
@@ -115,7 +116,7 @@ async def test_a_failing_handler_closes_only_its_own_connection(layer, public_ro
     monkeypatch.setattr(services, "record_media_state", explode)
     with caplog.at_level(logging.ERROR, logger="calls.consumers"):
         await b.send({"type": "media-state", "audio": True, "video": True, "screen": False})
-        assert await b.closed_with() == 1011
+        assert await b.closed_with() == CloseCode.SERVER_ERROR
     assert "handler failed" in caplog.text
     assert (await a.receive_type("peer-left"))["reason"] == "disconnected"
     await a.send({"type": "ping"})
@@ -131,8 +132,8 @@ class FakePeer:
         self.last_heard = float("inf")
         self.frames: asyncio.Queue = asyncio.Queue()
 
-    async def relayed(self, kind, text, extra):
-        await self.frames.put((kind, text))
+    async def relayed(self, item: Item):
+        await self.frames.put((item.kind, item.text))
 
     async def time_out(self):
         pass
@@ -158,10 +159,10 @@ async def test_frames_cross_processes_in_order_after_a_long_idle(two_nodes):
     """channels-redis on redis-py 8: an idle blocking read must not hit a socket timeout (#422)."""
     here, there = two_nodes
     target = FakePeer("b")
-    there.peers["b"] = target
+    there.register(target)
     await asyncio.sleep(30)  # idle: no frame on either node
     for n in range(50):
-        await here.deliver(there.channel, "b", "f", json.dumps({"n": n}), sender="a")
+        await here.deliver(node=there.channel, item=Item.frame("b", json.dumps({"n": n}), sender="a"))
     received = [json.loads((await asyncio.wait_for(target.frames.get(), 5))[1])["n"] for _ in range(50)]
     assert received == list(range(50))
 
@@ -171,11 +172,11 @@ async def test_frames_cross_processes_in_order_after_a_long_idle(two_nodes):
 async def test_a_full_channel_is_reported_to_the_sender_as_undeliverable(two_nodes, settings):
     here, there = two_nodes
     sender = FakePeer("a")
-    here.peers["a"] = sender
+    here.register(sender)
     there._tasks[0].cancel()  # the other process stops reading: its channel fills up
     here.layer.capacity = 2
     for n in range(6):
-        await here.deliver(there.channel, "b", "f", json.dumps({"n": n}), sender="a")
+        await here.deliver(node=there.channel, item=Item.frame("b", json.dumps({"n": n}), sender="a"))
         await asyncio.sleep(0.05)  # one batch each
     kind, text = await asyncio.wait_for(sender.frames.get(), 5)
     assert json.loads(text)["code"] == "undeliverable"
@@ -186,7 +187,7 @@ async def test_a_full_channel_is_reported_to_the_sender_as_undeliverable(two_nod
 async def test_a_frame_for_a_peer_gone_from_its_process_is_bounced(two_nodes):
     here, there = two_nodes
     sender = FakePeer("a")
-    here.peers["a"] = sender
-    await here.deliver(there.channel, "b-gone", "f", "{}", sender="a")
+    here.register(sender)
+    await here.deliver(node=there.channel, item=Item.frame("b-gone", "{}", sender="a"))
     kind, text = await asyncio.wait_for(sender.frames.get(), 5)
     assert json.loads(text)["code"] == "undeliverable"
