@@ -3,18 +3,20 @@
 import asyncio
 import logging
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
-from calls import liveness, protocol, services, tickets
+from calls import continuity, liveness, protocol, services, tickets
 from calls.ice import ice_servers_for
-from calls.protocol import CLEAN_CLOSE_CODES, CloseCode, ErrorCode, ProtocolError
+from calls.protocol import CloseCode, ErrorCode, ProtocolError
 from calls.relay import Item
-from calls.services import JoinRefused, Reason
+from calls.services import Joined, JoinRefused, Reason
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +51,21 @@ class TokenBucket:
 
 
 class SignalingConsumer(AsyncWebsocketConsumer):
+    """One socket of one participation. A lost socket suspends the participation instead of ending it: the
+    others see `peer-state: reconnecting`, frames for it are kept, and a resume (on any process) picks it up."""
+
     # Connections talk through calls.relay (one channel per process), not through a channel each.
     channel_layer_alias = "parley.none"
 
     peer_id = ""
     joined = False
-    leave_reason = ""
 
     async def __call__(self, scope, receive, send):
         try:
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
-            # daphne cancels every connection when it shuts down: record ours as such.
-            self.leave_reason = self.leave_reason or Reason.SERVER_SHUTDOWN
-            await self.leave()
+            # daphne cancels every connection when it shuts down: a restart, resumable on another process.
+            await self.suspend(Reason.SERVER_SHUTDOWN)
             raise
 
     async def dispatch(self, message):
@@ -73,66 +76,137 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         else:
             await super().dispatch(message)
 
-    # --- joining -------------------------------------------------------------------------------------
+    # --- joining and resuming ------------------------------------------------------------------------
 
     async def connect(self):
         await self.accept()  # first, so that a refusal can carry its close code
         limits = settings.PARLEY_SIGNALING
+        self.limits = limits
         self.max_frame_bytes = limits["MAX_FRAME_BYTES"]
         self.flood_grace = limits["FLOOD_GRACE_SECONDS"]
         self.loop = asyncio.get_running_loop()
         self.last_heard = self.loop.time()
         self.bucket = TokenBucket(limits["RATE_PER_SECOND"], limits["RATE_BURST"], self.last_heard)
-        self.peers: dict[str, str] = {}  # peer id -> relay node, for every other peer of the call
-        self.pending: list | None = []  # frames relayed to us before our welcome went out
-        self.leave_reason = ""
+        self.peers: dict[str, str] = {}  # peer id -> relay node ("" while it is suspended), for every other peer
+        self.pending: list | None = []  # items relayed to us before our welcome went out
+        self.seq = 0  # the last sequence number sent to the client
+        self.history: deque[tuple[int, str]] = deque()  # the last frames sent, for a replay after a resume
+        self.history_bytes = 0
         self.room_slug = self.scope["url_route"]["kwargs"]["slug"]
 
         if not self.scope.get("origin_allowed", True):
             await self.refuse(CloseCode.FORBIDDEN, "origin not allowed")
             return
         self.node = await liveness.get_node()
-        self.peer_id = str(uuid.uuid4())
-        self.node.register(self)  # before the row exists, so no frame for us can miss us
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        ticket, token = query.get("ticket", [""])[0], query.get("resume", [""])[0]
         try:
-            joined, welcome, me = await in_db_thread(self.enter_call)()
+            if token:
+                user = await in_db_thread(self.authenticate)(ticket)
+                joined = await self.resume(user, token, last_seq(query)) or await self.join(user=user)
+            else:
+                joined = await self.join(ticket=ticket)  # authenticated in the same trip to the database
         except JoinRefused as refusal:
-            self.node.forget(self.peer_id)
+            self.node.forget(self)
             await self.refuse(refusal.close_code, str(refusal))
             return
+        await self.welcome(joined)
+
+    async def join(self, *, ticket: str = "", user=None) -> Joined:
+        self.peer_id = str(uuid.uuid4())
+        self.node.register(self)  # before the row exists, so no frame for us can miss us
+        joined, self.welcome_text = await in_db_thread(self.enter_call)(ticket=ticket, user=user)
+        return joined
+
+    def enter_call(self, *, ticket: str, user) -> tuple[Joined, str]:
+        """Authenticate (unless a resume did), join the call and build our welcome, in one trip to a database
+        thread."""
+        user = user or self.authenticate(ticket)
+        joined = services.join_call(room_slug=self.room_slug, user=user, peer_id=self.peer_id,
+                                    relay_node=self.node.channel, user_agent=self.header(b"user-agent"))
+        return joined, self.welcome_frame(joined)
+
+    async def resume(self, user, token: str, last_seq: int) -> Joined | None:
+        """Take over the participation `token` stands for; None if it cannot be resumed (then we join afresh)."""
+        candidate = await in_db_thread(continuity.find_resumable)(room_slug=self.room_slug, user=user, token=token)
+        if candidate is None:
+            return None
+        if candidate.suspended_at is None:
+            # Its old socket may still be open (half-open): close it, which suspends it, and keep its frames.
+            old = Item.close(str(candidate.peer_id), code=CloseCode.REPLACED, reason=Reason.REPLACED)
+            await self.node.deliver(node=candidate.relay_node, item=old)
+            await self.until_suspended(str(candidate.peer_id))
+        self.peer_id = str(candidate.peer_id)
+        self.node.register(self)
+        joined = await in_db_thread(self.resume_call)(candidate.pk, token, last_seq)
+        if joined is None:  # resumed elsewhere meanwhile
+            self.node.forget(self)
+            return None
+        self.seq = max(last_seq, candidate.sent_seq or 0)
+        return joined
+
+    def resume_call(self, participant_id: int, token: str, last_seq: int) -> Joined | None:
+        joined = continuity.resume_participation(
+            participant_id=participant_id, token=token, relay_node=self.node.channel, last_seq=last_seq,
+            buffer_frames=self.limits["RESUME_BUFFER"], buffer_bytes=self.limits["RESUME_BUFFER_BYTES"])
+        if joined is not None:
+            self.welcome_text = self.welcome_frame(joined)
+        return joined
+
+    async def until_suspended(self, peer_id: str) -> None:
+        """Wait (briefly) for the old socket's process to record the suspension; a dead process never will."""
+        deadline = self.loop.time() + self.limits["HANDOVER_SECONDS"]
+        while self.loop.time() < deadline:
+            if await in_db_thread(continuity.is_suspended)(peer_id=peer_id):
+                return
+            await asyncio.sleep(0.05)
+
+    def authenticate(self, ticket: str):
+        if ticket:
+            try:
+                user = tickets.redeem_ticket(ticket=ticket, room_slug=self.room_slug)
+            except Exception:  # the cache (Redis) is down: the ticket cannot be checked
+                logger.exception("signaling: a ticket could not be redeemed")
+                raise JoinRefused(CloseCode.TRY_AGAIN_LATER, "Try again in a moment.") from None
+        else:
+            user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            raise JoinRefused(CloseCode.NOT_AUTHENTICATED, "Not authenticated.")
+        return user
+
+    def welcome_frame(self, joined: Joined) -> str:
+        participant = joined.participant
+        return protocol.welcome_frame(
+            peer_id=self.peer_id, call_id=participant.call_id, room=participant.call.room,
+            peers=services.peer_objects(me=participant, others=joined.others),
+            ice_servers=ice_servers_for(participant.user), resume_token=joined.resume_token,
+            resume_seconds=self.limits["RESUME_SECONDS"], replay=joined.replay)
+
+    async def welcome(self, joined: Joined) -> None:
+        """Send the welcome and any replay, then tell the others we are here (again)."""
         self.joined = True
-        self.peers = {str(p.peer_id): p.relay_node for p in joined.others}
-        await self.send(text_data=welcome)
+        self.call_id = joined.participant.call_id
+        self.peers = {str(p.peer_id): "" if p.suspended_at else p.relay_node for p in joined.others}
+        await self.send(text_data=self.welcome_text)
+        for seq, text in joined.frames:
+            if seq is None:
+                await self.send_numbered(text)
+            else:
+                self.remember(seq, text)
+                await self.send(text_data=text)
         pending, self.pending = self.pending, None
         for item in pending:
             await self.relayed(item)
-        joined_text = protocol.peer_joined_frame(me)
-        for peer_id, node in list(self.peers.items()):
-            await self.node.deliver(node=node, item=Item.joined(peer_id, joined_text, node=self.node.channel,
-                                                                peer_id=self.peer_id))
-
-    def enter_call(self) -> tuple[services.Joined, str, dict]:
-        """Authenticate, join the call and build our welcome, in one trip to a database thread."""
-        user = self.authenticate()
-        if user is None:
-            raise JoinRefused(CloseCode.NOT_AUTHENTICATED, "Not authenticated.")
-        joined = services.join_call(room_slug=self.room_slug, user=user, peer_id=self.peer_id,
-                                    relay_node=self.node.channel, user_agent=self.header(b"user-agent"))
-        return joined, *self.welcome_frames(joined)
-
-    def authenticate(self):
-        ticket = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("ticket")
-        if ticket:
-            return tickets.redeem_ticket(ticket=ticket[0], room_slug=self.room_slug)
-        user = self.scope.get("user")
-        return user if user is not None and user.is_authenticated else None
-
-    def welcome_frames(self, joined: services.Joined) -> tuple[str, dict]:
-        participant = joined.participant
-        welcome = protocol.welcome_frame(peer_id=self.peer_id, call_id=participant.call_id,
-                                         room=participant.call.room, others=joined.others,
-                                         ice_servers=ice_servers_for(participant.user))
-        return welcome, protocol.peer_object(participant, polite=False)
+        if joined.replay is None:
+            text = protocol.peer_joined_frame(protocol.peer_object(joined.participant, polite=False))
+            items = [Item.joined(peer_id, text, node=self.node.channel, peer_id=self.peer_id)
+                     for peer_id in self.peers]
+        else:
+            text = protocol.peer_state_frame(peer_id=self.peer_id, state="connected")
+            items = [Item.state(peer_id, text, node=self.node.channel, peer_id=self.peer_id, state="connected")
+                     for peer_id in self.peers]
+        for item in items:
+            await self.send_to_peer(item)
 
     async def refuse(self, code: int, reason: str) -> None:
         logger.info("signaling refused for %s: %s (%s)", self.scope.get("path"), reason, code)
@@ -175,11 +249,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if type(message) is protocol.Relay:
             node = self.peers.get(message.to)
             if node is None:
-                raise ProtocolError(ErrorCode.UNKNOWN_PEER, "No such peer in this call.")
+                node = await self.look_up_peer(message.to)
             message.frame["from"] = self.peer_id
             item = Item.frame(message.to, protocol.encode(message.frame), sender=self.peer_id)
-            if not await self.node.deliver(node=node, item=item):
-                raise ProtocolError(ErrorCode.UNDELIVERABLE, "The peer is leaving.")
+            if not node or not await self.node.deliver(node=node, item=item):
+                await self.keep_or_reroute(item)
         elif type(message) is protocol.Ping:
             await self.send(text_data=protocol.PONG)
         elif type(message) is protocol.MediaState:
@@ -187,10 +261,53 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 peer_id=self.peer_id, audio=message.audio, video=message.video, screen=message.screen
             )
             text = protocol.media_state_frame(peer_id=self.peer_id, state=message)
-            for peer_id, node in list(self.peers.items()):
-                await self.node.deliver(node=node, item=Item.frame(peer_id, text))
+            for peer_id in list(self.peers):
+                await self.send_to_peer(Item.frame(peer_id, text))
+        elif type(message) is protocol.Leave:
+            await self.end(CloseCode.NORMAL, Reason.LEFT, "left")
+
+    async def look_up_peer(self, peer_id: str) -> str:
+        """A peer we were never told of (its join was announced while the channel layer was down): ask the
+        database, so that it is reachable all the same."""
+        participant = await in_db_thread(continuity.find_peer)(call_id=self.call_id, peer_id=peer_id)
+        if participant is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_PEER, "No such peer in this call.")
+        self.peers[peer_id] = "" if participant.suspended_at else participant.relay_node
+        return self.peers[peer_id]
+
+    async def send_to_peer(self, item: Item) -> None:
+        """A server-made frame for one of our peers, wherever it is, kept for its replay if it is suspended."""
+        node = self.peers.get(item.to)
+        if not node or not await self.node.deliver(node=node, item=item):
+            await self.keep_or_reroute(item, quiet=True)
+
+    async def keep_or_reroute(self, item: Item, *, quiet: bool = False) -> None:
+        """A frame for a suspended peer, or one that just left this process: kept for its replay, or sent to where
+        it resumed."""
+        where = await in_db_thread(continuity.route_or_keep)(peer_id=item.to, text=item.text)
+        if where is None:
+            self.peers.pop(item.to, None)
+            if not quiet:
+                raise ProtocolError(ErrorCode.UNDELIVERABLE, "The peer has left.")
+        elif where:
+            self.peers[item.to] = where
+            await self.node.deliver(node=where, item=item)
 
     # --- frames from the relay -----------------------------------------------------------------------
+
+    async def send_numbered(self, text: str) -> None:
+        """Send a relayed or announced frame with the next sequence number, and keep it for a replay."""
+        self.seq += 1
+        text = protocol.with_seq(text, self.seq)
+        self.remember(self.seq, text)
+        await self.send(text_data=text)
+
+    def remember(self, seq: int, text: str) -> None:
+        history = self.history
+        history.append((seq, text))
+        self.history_bytes += len(text)
+        while len(history) > self.limits["RESUME_BUFFER"] or self.history_bytes > self.limits["RESUME_BUFFER_BYTES"]:
+            self.history_bytes -= len(history.popleft()[1])
 
     async def relayed(self, item: Item) -> None:
         if self.pending is not None:
@@ -198,56 +315,101 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             return
         kind = item.kind
         if kind == Item.FRAME:
-            await self.send(text_data=item.text)
+            await self.send_numbered(item.text)
         elif kind == Item.JOINED:
             node, peer_id = item.extra
             self.peers[peer_id] = node
-            await self.send(text_data=item.text)
+            await self.send_numbered(item.text)
+        elif kind == Item.STATE:
+            node, peer_id, state = item.extra
+            if peer_id in self.peers:
+                self.peers[peer_id] = node if state == "connected" else ""
+            await self.send_numbered(item.text)
         elif kind == Item.LEFT:
             self.peers.pop(item.extra, None)
-            await self.send(text_data=item.text)
+            await self.send_numbered(item.text)
         elif kind == Item.CLOSE:
             code, reason = item.extra
-            await self.end(code, reason, reason)
+            if code == CloseCode.REPLACED:  # resumed on another socket: keep our frames for it, say nothing
+                await self.suspend(Reason.DISCONNECTED, announce=False)
+                await self.close(code=code, reason=reason)
+            else:
+                await self.end(code, reason, reason)
+
+    async def nodes_died(self, nodes: set[str]) -> None:
+        """The processes holding some of our peers died: they are reconnecting (to another process, we hope)."""
+        for peer_id, node in list(self.peers.items()):
+            if node in nodes:
+                self.peers[peer_id] = ""
+                await self.send_numbered(protocol.peer_state_frame(peer_id=peer_id, state="reconnecting"))
 
     async def time_out(self) -> None:
-        await self.end(CloseCode.TIMED_OUT, Reason.TIMED_OUT, "silent for too long")
+        await self.suspend(Reason.TIMED_OUT)
+        await self.close(code=CloseCode.TIMED_OUT, reason="silent for too long")
 
     async def shut_down(self) -> None:
-        await self.end(CloseCode.SERVICE_RESTART, Reason.SERVER_SHUTDOWN, "server restarting")
+        await self.suspend(Reason.SERVER_SHUTDOWN)
+        await self.close(code=CloseCode.SERVICE_RESTART, reason="server restarting")
 
-    # --- leaving -------------------------------------------------------------------------------------
+    # --- leaving and suspending ------------------------------------------------------------------------
 
     async def end(self, code: int, reason: str, detail: str) -> None:
-        """Close our socket, recording `reason` as the leave reason."""
-        if not self.leave_reason:
-            self.leave_reason = reason
-        await self.leave()  # recorded and announced before the client sees the close
+        """End the participation, recording `reason`, then close the socket."""
+        await self.leave(reason)  # recorded and announced before the client sees the close
         await self.close(code=code, reason=detail)
 
     async def disconnect(self, code):
-        if code == CloseCode.SERVICE_RESTART:  # uvicorn closes every socket with 1012 when it stops
-            reason = Reason.SERVER_SHUTDOWN
-        else:
-            reason = Reason.LEFT if code in CLEAN_CLOSE_CODES else Reason.DISCONNECTED
-        await self.leave(reason=reason)
+        if code == CloseCode.NORMAL:
+            await self.leave(Reason.LEFT)
+        elif code == CloseCode.SERVICE_RESTART:  # uvicorn closes every socket with 1012 when it stops
+            await self.suspend(Reason.SERVER_SHUTDOWN)
+        else:  # a reload, a closed tab, a network loss: the participation waits for a resume
+            await self.suspend(Reason.DISCONNECTED)
 
-    async def leave(self, reason: str = "") -> None:
+    async def leave(self, reason: str) -> None:
         if not self.joined:
             return
         self.joined = False
-        self.node.forget(self.peer_id)
-        reason = self.leave_reason or reason or Reason.DISCONNECTED
+        self.node.forget(self)
+        await self.recorded(self.record_leave(reason))
+
+    async def suspend(self, reason: str, *, announce: bool = True) -> None:
+        if not self.joined:
+            return
+        self.joined = False
+        self.node.forget(self)
+        await self.recorded(self.record_suspension(reason, announce=announce))
+
+    async def recorded(self, recording) -> None:
         # Shielded, and known to the node: a shutdown cancels connections, but their leaves must still be
         # written and announced before the process exits.
-        recording = asyncio.ensure_future(self.record_leave(reason))
-        self.node.track_leave(recording)
-        await asyncio.shield(recording)
+        future = asyncio.ensure_future(recording)
+        self.node.track_leave(future)
+        await asyncio.shield(future)
 
     async def record_leave(self, reason: str) -> None:
         try:
             await in_db_thread(services.leave_call)(peer_id=self.peer_id, reason=reason)
         finally:
             text = protocol.peer_left_frame(peer_id=self.peer_id, reason=reason)
-            for peer_id, node in list(self.peers.items()):
-                await self.node.deliver(node=node, item=Item.left(peer_id, text, peer_id=self.peer_id))
+            await self.tell_others(lambda peer_id: Item.left(peer_id, text, peer_id=self.peer_id))
+
+    async def record_suspension(self, reason: str, *, announce: bool) -> None:
+        suspended = await in_db_thread(continuity.suspend_participation)(
+            peer_id=self.peer_id, relay_node=self.node.channel, reason=reason, at=timezone.now(),
+            sent_seq=self.seq, history=list(self.history))
+        if suspended and announce:
+            text = protocol.peer_state_frame(peer_id=self.peer_id, state="reconnecting")
+            await self.tell_others(lambda peer_id: Item.state(peer_id, text, node=self.node.channel,
+                                                              peer_id=self.peer_id, state="reconnecting"))
+
+    async def tell_others(self, item_for) -> None:
+        for peer_id in list(self.peers):
+            await self.send_to_peer(item_for(peer_id))
+
+
+def last_seq(query: dict) -> int:
+    try:
+        return max(0, int(query.get("last_seq", ["0"])[0]))
+    except ValueError:
+        return 0

@@ -1,8 +1,9 @@
 """Liveness of connections and server processes, off the hot path.
 
-Each server process refreshes its participants' rows (so the reaper can tell a live process from a dead one),
-closes peers that went silent, and now and then reaps the participants of processes that died. The loops run on
-the process's relay node, started with it: `relay.py` stays free of the database.
+Each server process beats (a row per relay node), notices processes that stopped beating and tells its own
+sockets that their peers there are reconnecting, ends participations whose resume window ran out, refreshes its
+participants' rows, and suspends peers that went silent. The loops run on the process's relay node, started with
+it: `relay.py` stays free of the database.
 """
 
 import asyncio
@@ -12,7 +13,7 @@ import weakref
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from calls import relay, services
+from calls import continuity, relay, services
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,43 @@ async def get_node() -> relay.Node:
     node = await relay.get_node()
     if node not in _watched:
         _watched.add(node)
+        node.on_missing = keep_or_reroute
+        await database_sync_to_async(continuity.beat_node)(channel=node.channel)
+        node.run(heartbeat_loop(node), name="relay-heartbeat")
         node.run(housekeeping_loop(node), name="relay-housekeeping")
     return node
+
+
+async def keep_or_reroute(node: relay.Node, item: relay.Item) -> bool:
+    """A frame arrived for a peer no longer here: keep it for its replay (it is suspended) or send it on to where
+    it resumed. False if the peer has left, and the sender is told the frame was undeliverable."""
+    where = await database_sync_to_async(continuity.route_or_keep)(peer_id=item.to, text=item.text)
+    if where is None:
+        return False
+    if where == "":
+        return True  # kept
+    # Sent on once, unreported: a second miss (it moved again meanwhile) is not chased around the processes.
+    return await node.deliver(node=where, item=item._replace(sender=""))
+
+
+async def heartbeat_loop(node: relay.Node) -> None:
+    """Every few seconds: beat, find dead processes, end expired suspensions."""
+    timings = settings.PARLEY_SIGNALING
+    every, timeout = timings["NODE_BEAT_SECONDS"], timings["NODE_TIMEOUT"]
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await database_sync_to_async(continuity.beat_node)(channel=node.channel)
+            live = await database_sync_to_async(continuity.live_nodes_and_suspend_dead)(timeout=timeout)
+            live.add(node.channel)
+            referenced = {where for peer in list(node.peers.values()) for where in peer.peers.values() if where}
+            dead = referenced - live
+            if dead:
+                for peer in list(node.peers.values()):
+                    await peer.nodes_died(dead)
+            await database_sync_to_async(continuity.expire_suspended)()
+        except Exception:
+            logger.exception("relay node %s: heartbeat failed", node.channel)
 
 
 async def housekeeping_loop(node: relay.Node) -> None:

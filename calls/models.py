@@ -183,6 +183,7 @@ class CallParticipant(models.Model):
         SERVER_SHUTDOWN = "server-shutdown", "Server shutdown"
         ROOM_CLOSED = "room-closed", "Room deleted"
         ROOM_LOCKED = "room-locked", "Room locked"
+        REPLACED = "replaced", "Replaced by another connection"
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="call_participations")
@@ -199,6 +200,14 @@ class CallParticipant(models.Model):
     screen = models.BooleanField(null=True, blank=True)
     # Refreshed in batches by the serving process; the reaper times out rows that stop being refreshed.
     last_seen_at = models.DateTimeField(default=timezone.now)
+    # Resuming (docs/signaling.md): the current resume token, hashed; while the socket is lost and the resume
+    # window runs the participation is suspended, and `suspend_reason` is what its leave will say if the window
+    # ends; `sent_seq` is the last sequence number its old socket was sent (unknown if its process died).
+    resume_token_hash = models.CharField(max_length=64, blank=True, editable=False)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspend_reason = models.CharField(max_length=15, choices=LeaveReason.choices, blank=True)
+    sent_seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    reconnects = models.PositiveIntegerField(default=0, help_text="How many times the connection was resumed.")
 
     objects = CallParticipantQuerySet.as_manager()
 
@@ -221,6 +230,10 @@ class CallParticipant(models.Model):
                 | (Q(left_at__isnull=False) & ~Q(leave_reason="")),
                 name="calls_callparticipant_reason_iff_left",
             ),
+            models.CheckConstraint(
+                condition=Q(suspended_at__isnull=True) | Q(left_at__isnull=True),
+                name="calls_callparticipant_suspended_only_live",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -233,6 +246,42 @@ class CallParticipant(models.Model):
     @property
     def duration(self) -> timedelta:
         return (self.left_at or timezone.now()) - self.joined_at
+
+
+class ReplayFrame(models.Model):
+    """A frame kept for a suspended participant, replayed in order when it resumes (then deleted).
+
+    Frames its old socket had been sent carry their `seq`; frames that arrived while it was away get theirs at
+    the replay, continuing the sequence.
+    """
+
+    participant = models.ForeignKey(CallParticipant, on_delete=models.CASCADE, related_name="replay_frames")
+    seq = models.PositiveIntegerField(null=True, blank=True)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["participant", "id"], name="calls_replayframe_order")]
+
+    def __str__(self) -> str:
+        return f"frame {self.seq or '-'} for {self.participant_id}"
+
+
+class RelayNode(models.Model):
+    """A running server process's relay node and its heartbeat: a process that stops beating has died, and its
+    participants are suspended so that they can resume elsewhere (calls/liveness.py)."""
+
+    channel = models.CharField(max_length=200, unique=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    beat_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-beat_at"]
+        indexes = [models.Index(fields=["beat_at"], name="calls_relaynode_beat")]
+
+    def __str__(self) -> str:
+        return self.channel
 
 
 def new_invite_token() -> str:

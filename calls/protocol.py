@@ -17,12 +17,14 @@ class CloseCode(IntEnum):
     NORMAL = 1000  # the client said goodbye
     GOING_AWAY = 1001  # the client navigated away or closed the tab
     SERVER_ERROR = 1011  # a handler failed: only this socket is closed, and it is logged
-    SERVICE_RESTART = 1012  # the server process is stopping: reconnect (another process will take you)
+    SERVICE_RESTART = 1012  # the server process is stopping: resume (another process will take you)
+    TRY_AGAIN_LATER = 1013  # a service the join needs (Redis) is down: try again shortly
     NOT_AUTHENTICATED = 4401
     FORBIDDEN = 4403  # not allowed to join, or kicked
     NOT_FOUND = 4404  # no such room, or a private room the user does not belong to
     TIMED_OUT = 4408
     ROOM_FULL = 4409
+    REPLACED = 4410  # the participation continues on another socket (a resume): do not reconnect
     FLOODING = 4429
 
 
@@ -70,7 +72,12 @@ class Ping:
     pass
 
 
-ClientMessage = Relay | MediaState | Ping
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """The person left (the Leave button): the participation ends at once, with no resume window."""
+
+
+ClientMessage = Relay | MediaState | Ping | Leave
 
 
 def decode(text: str) -> dict:
@@ -138,6 +145,8 @@ def parse_client_message(data: dict) -> ClientMessage:
         return MediaState(*flags)
     if kind == "ping":
         return Ping()
+    if kind == "leave":
+        return Leave()
     if not isinstance(kind, str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "Every frame needs a string 'type'.")
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown frame type {kind[:40]!r}.")
@@ -157,16 +166,33 @@ def error_frame(code: str, detail: str) -> str:
 PONG = encode({"type": "pong"})
 
 
-def welcome_frame(*, peer_id: str, call_id: int, room, others: list, ice_servers: list) -> str:
-    """The first frame on a joined socket. The later joiner plays polite toward everyone already there."""
-    return encode({
+def welcome_frame(*, peer_id: str, call_id: int, room, peers: list[dict], ice_servers: list, resume_token: str,
+                  resume_seconds: int, replay: str | None = None) -> str:
+    """The first frame on a joined socket. `replay` is set on a resume ("complete" or "partial")."""
+    frame = {
         "type": "welcome",
         "peer_id": peer_id,
         "call_id": call_id,
         "room": {"slug": room.slug, "name": room.name},
-        "peers": [peer_object(p, polite=True) for p in others],
+        "peers": peers,
         "ice_servers": ice_servers,
-    })
+        "resume_token": resume_token,
+        "resume_seconds": resume_seconds,
+        "resumed": replay is not None,
+    }
+    if replay is not None:
+        frame["replay"] = replay
+    return encode(frame)
+
+
+def with_seq(text: str, seq: int) -> str:
+    """The frame `text` (an encoded JSON object) with its sequence number for one peer, without decoding it."""
+    return f'{{"seq":{seq},{text[1:]}'
+
+
+def peer_state_frame(*, peer_id: str, state: str) -> str:
+    """A peer's signaling is suspended ("reconnecting") or back ("connected"); its media may flow all along."""
+    return encode({"type": "peer-state", "peer_id": peer_id, "state": state})
 
 
 def peer_joined_frame(peer: dict) -> str:

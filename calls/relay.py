@@ -31,12 +31,14 @@ class Item(NamedTuple):
     kind: str  # one of the constants below
     to: str  # the peer id it is for
     text: str | None  # the frame to send, if any
-    extra: Any  # per kind: JOINED [node, peer id], LEFT the peer id, CLOSE [close code, leave reason]
+    extra: Any  # per kind: JOINED [node, peer id], STATE [node, peer id, state], LEFT the peer id,
+    #             CLOSE [close code, leave reason]
     from_node: str = ""  # where an undeliverable frame is reported
     sender: str = ""  # the peer id to report it to ("" for server-made frames: not reported)
 
     FRAME = "frame"  # send `text`
     JOINED = "joined"  # remember the peer in `extra`, then send `text` (peer-joined)
+    STATE = "state"  # the peer in `extra` [node, peer id, state] is reconnecting or back (peer-state)
     LEFT = "left"  # forget the peer in `extra`, then send `text` (peer-left)
     CLOSE = "close"  # close the socket with `extra` = [close code, leave reason]
 
@@ -47,6 +49,10 @@ class Item(NamedTuple):
     @classmethod
     def joined(cls, to: str, text: str, *, node: str, peer_id: str) -> "Item":
         return cls(cls.JOINED, to, text, [node, peer_id])
+
+    @classmethod
+    def state(cls, to: str, text: str, *, node: str, peer_id: str, state: str) -> "Item":
+        return cls(cls.STATE, to, text, [node, peer_id, state])
 
     @classmethod
     def left(cls, to: str, text: str, *, peer_id: str) -> "Item":
@@ -69,6 +75,12 @@ class LocalPeer(Protocol):
 
     async def shut_down(self) -> None: ...
 
+    async def nodes_died(self, nodes: set[str]) -> None: ...
+
+
+async def _bounce_missing(node: "Node", item: Item) -> bool:
+    return False
+
 
 class Node:
     def __init__(self, layer, *, shutdown_seconds: float = 30.0):
@@ -81,6 +93,9 @@ class Node:
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()
         self._tasks: list[asyncio.Task] = []
+        # What to do with a frame for a peer that is not here (any more): True if handled, False to report it
+        # to its sender as undeliverable. Liveness replaces it to keep frames for suspended peers.
+        self.on_missing = _bounce_missing
 
     async def start(self) -> None:
         self.channel = await self.layer.new_channel("relay")
@@ -118,8 +133,9 @@ class Node:
     def register(self, peer: LocalPeer) -> None:
         self.peers[peer.peer_id] = peer
 
-    def forget(self, peer_id: str) -> None:
-        self.peers.pop(peer_id, None)
+    def forget(self, peer: LocalPeer) -> None:
+        if self.peers.get(peer.peer_id) is peer:
+            del self.peers[peer.peer_id]
 
     def track_leave(self, recording: asyncio.Future) -> None:
         """A leave being written: a shutdown waits for it before the process exits."""
@@ -192,7 +208,7 @@ class Node:
                 try:
                     if peer is not None:
                         await peer.relayed(item)
-                    elif item.kind == Item.FRAME and item.sender:
+                    elif item.kind == Item.FRAME and item.sender and not await self.on_missing(self, item):
                         await self._bounce(item.from_node, item, "The peer has left.")
                 except Exception:
                     logger.exception("relay node %s: delivering to %s failed", self.channel, item.to)

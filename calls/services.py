@@ -1,8 +1,10 @@
 """Writes that span models. Views, API and consumers call these; they never write across models themselves."""
 
+import hashlib
 import logging
-from dataclasses import dataclass
-from datetime import timedelta
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -11,7 +13,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from calls import protocol, relay
-from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
+from calls.models import Call, CallParticipant, Invite, ReplayFrame, Room, RoomMembership
 from calls.protocol import CloseCode
 
 logger = logging.getLogger(__name__)
@@ -48,7 +50,26 @@ class JoinRefused(Exception):
 @dataclass(frozen=True)
 class Joined:
     participant: CallParticipant
-    others: list[CallParticipant]  # already in the call, in join order
+    others: list[CallParticipant]  # the others in the call, in join order
+    resume_token: str  # shown once: only its hash is stored
+    replay: str | None = None  # on a resume: "complete" or "partial"
+    frames: list[tuple[int | None, str]] = field(default_factory=list)  # on a resume: (seq or None, text)
+
+
+def new_resume_token() -> tuple[str, str]:
+    """A fresh resume token (192 random bits) and the hash that is stored."""
+    token = secrets.token_urlsafe(24)
+    return token, hash_resume_token(token)
+
+
+def hash_resume_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def peer_objects(*, me: CallParticipant, others: list[CallParticipant]) -> list[dict]:
+    """The others as `welcome` lists them: I play polite toward everyone who joined before me."""
+    mine = (me.joined_at, me.pk)
+    return [protocol.peer_object(p, polite=(p.joined_at, p.pk) < mine) for p in others]
 
 
 def check_may_join(*, room: Room, user) -> None:
@@ -91,17 +112,21 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
         others = list(call.participants.live().select_related("user").order_by("joined_at", "id"))
     if len(others) >= room.max_participants:
         raise JoinRefused(CloseCode.ROOM_FULL, f"The room is full ({room.max_participants} people).")
+    token, token_hash = new_resume_token()
     participant = CallParticipant.objects.create(
-        call=call, user=user, peer_id=peer_id, relay_node=relay_node, user_agent=user_agent[:300]
+        call=call, user=user, peer_id=peer_id, relay_node=relay_node, user_agent=user_agent[:300],
+        resume_token_hash=token_hash,
     )
     call.room = room
-    return Joined(participant=participant, others=others)
+    return Joined(participant=participant, others=others, resume_token=token)
 
 
-def leave_call(*, peer_id, reason: str) -> bool:
+def leave_call(*, peer_id, reason: str, at: datetime | None = None, only_suspended_since=None) -> bool:
     """Record that the peer left (once: the first reason wins) and end the call if it was the last one.
 
-    Returns whether this call recorded the leave.
+    `at` is when the connection was lost (a suspended participation that was never resumed), else now.
+    `only_suspended_since` records the leave only if the participation is still suspended since that moment
+    (a window that ends must not end a participation that resumed meanwhile). Returns whether it recorded it.
     """
     with transaction.atomic():
         participant = CallParticipant.objects.select_related("call").filter(peer_id=peer_id).first()
@@ -110,10 +135,14 @@ def leave_call(*, peer_id, reason: str) -> bool:
         # Lock the room like join_call does, so a join and the last leave cannot cross.
         Room.objects.select_for_update().filter(pk=participant.call.room_id).first()
         now = timezone.now()
-        left = CallParticipant.objects.filter(peer_id=peer_id, left_at__isnull=True).update(
-            left_at=now, leave_reason=reason
-        )
-        end_call_if_empty(call=participant.call, now=now)
+        left_at = max(at or now, participant.joined_at)
+        rows = CallParticipant.objects.filter(peer_id=peer_id, left_at__isnull=True)
+        if only_suspended_since is not None:
+            rows = rows.filter(suspended_at=only_suspended_since)
+        left = rows.update(left_at=left_at, leave_reason=reason, suspended_at=None)
+        if left:
+            ReplayFrame.objects.filter(participant=participant).delete()
+        end_call_if_empty(call=participant.call, now=left_at if at else now)
     return bool(left)
 
 
@@ -145,8 +174,11 @@ def peer_timeout() -> float:
 
 
 def stale_after() -> timedelta:
-    """How long a row may go without a refresh before its server process is presumed dead."""
-    return timedelta(seconds=peer_timeout() + 2 * settings.PARLEY_SIGNALING["HEARTBEAT_SECONDS"])
+    """How long a row may go without a refresh before its server process is presumed dead (a fallback: dead
+    processes are found sooner by their heartbeat, see live_nodes_and_suspend_dead)."""
+    signaling = settings.PARLEY_SIGNALING
+    return timedelta(seconds=signaling["PEER_TIMEOUT"] + signaling["RESUME_SECONDS"]
+                     + 2 * signaling["HEARTBEAT_SECONDS"])
 
 
 def reap_stale_participants(*, room_slug: str | None = None, now=None) -> int:
@@ -158,7 +190,7 @@ def reap_stale_participants(*, room_slug: str | None = None, now=None) -> int:
         stale = stale.filter(call__room__slug=room_slug)
     reaped = 0
     for participant in stale.select_related("call"):
-        if leave_call(peer_id=participant.peer_id, reason=Reason.TIMED_OUT):
+        if leave_call(peer_id=participant.peer_id, reason=Reason.TIMED_OUT, at=participant.last_seen_at):
             reaped += 1
             logger.info("timed out peer %s of call %s", participant.peer_id, participant.call_id)
             announce_peer_left(call_id=participant.call_id, peer_id=str(participant.peer_id),
@@ -276,8 +308,8 @@ def update_room(*, by, room: Room, **changes) -> Room:
     """Save the changes; locking a room ends the live connections of everyone but its owner and moderators."""
     require(by=by, room=room, action="change-room")
     was_locked = room.locked
-    for field, value in changes.items():
-        setattr(room, field, value)
+    for name, value in changes.items():
+        setattr(room, name, value)
     room.save()
     if room.locked and not was_locked:
         closed = close_room_connections(room=room, reason=Reason.ROOM_LOCKED, close_code=CloseCode.FORBIDDEN,

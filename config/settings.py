@@ -271,7 +271,18 @@ if PARLEY_TURN_TTL <= 0:
     raise ImproperlyConfigured(f"PARLEY_TURN_TTL: expected a positive number of seconds, got {PARLEY_TURN_TTL}")
 PARLEY_SIGNALING = {
     "TICKET_TTL": env_int("PARLEY_TICKET_TTL", 60),
-    "PEER_TIMEOUT": env_float("PARLEY_PEER_TIMEOUT", 60.0),
+    # A peer not heard from for this long is suspended (the page pings every 10 s).
+    "PEER_TIMEOUT": env_float("PARLEY_PEER_TIMEOUT", 30.0),
+    # Resuming (docs/signaling.md): how long a lost connection's participation waits for its resume, and how
+    # many frames (and bytes) are kept for its replay.
+    "RESUME_SECONDS": env_int("PARLEY_RESUME_SECONDS", 30),
+    "RESUME_BUFFER": env_int("PARLEY_RESUME_BUFFER", 256),
+    "RESUME_BUFFER_BYTES": env_int("PARLEY_RESUME_BUFFER_BYTES", 256 * 1024),
+    # How often each process beats, and after how long without a beat it is presumed dead.
+    "NODE_BEAT_SECONDS": env_float("PARLEY_NODE_BEAT_SECONDS", 2.0),
+    "NODE_TIMEOUT": env_float("PARLEY_NODE_TIMEOUT", 6.0),
+    # How long a resume waits for the process holding the old socket to hand it over (a dead one never does).
+    "HANDOVER_SECONDS": env_float("PARLEY_HANDOVER_SECONDS", 2.0),
     "MAX_FRAME_BYTES": 64 * 1024,
     "RATE_PER_SECOND": env_float("PARLEY_RATE_PER_SECOND", 20.0),
     "RATE_BURST": env_int("PARLEY_RATE_BURST", 100),
