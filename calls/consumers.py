@@ -269,7 +269,9 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     async def look_up_peer(self, peer_id: str) -> str:
         """A peer we were never told of (its join was announced while the channel layer was down): ask the
         database, so that it is reachable all the same."""
-        participant = await in_db_thread(continuity.find_peer)(call_id=self.call_id, peer_id=peer_id)
+        participant = None
+        if peer_id != self.peer_id:
+            participant = await in_db_thread(continuity.find_peer)(call_id=self.call_id, peer_id=peer_id)
         if participant is None:
             raise ProtocolError(ErrorCode.UNKNOWN_PEER, "No such peer in this call.")
         self.peers[peer_id] = "" if participant.suspended_at else participant.relay_node

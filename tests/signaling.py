@@ -15,9 +15,10 @@ TIMEOUT = 5
 class Peer:
     """A connected client: its communicator and, once welcomed, its peer id."""
 
-    def __init__(self, communicator: WebsocketCommunicator):
+    def __init__(self, communicator: WebsocketCommunicator, *, last_seq: int = 0):
         self.ws = communicator
         self.welcome: dict | None = None
+        self.last_seq = last_seq  # the protocol numbers every relayed or announced frame 1, 2, 3 ...
 
     @property
     def peer_id(self) -> str:
@@ -27,6 +28,17 @@ class Peer:
         await self.ws.send_to(text_data=json.dumps(frame))
 
     async def receive(self, timeout: float = TIMEOUT) -> dict:
+        """The next frame, without its `seq` (checked here: one more than the last one's)."""
+        frame = await self.receive_raw(timeout)
+        if "seq" in frame:
+            assert frame["seq"] == self.last_seq + 1, (frame, self.last_seq)
+            self.last_seq = frame.pop("seq")
+        else:
+            assert frame["type"] in ("welcome", "error", "pong"), frame
+        return frame
+
+    async def receive_raw(self, timeout: float = TIMEOUT) -> dict:
+        """The next frame as it came over the wire."""
         output = await self.ws.receive_output(timeout)
         assert output["type"] == "websocket.send", output
         return json.loads(output["text"])
@@ -58,9 +70,15 @@ async def open_socket(path: str, *, headers: list | None = None) -> WebsocketCom
     return communicator
 
 
-async def join(user, room, *, headers: list | None = None) -> Peer:
-    """A peer that joined the room's call with a ticket, its welcome already read."""
+async def join(user, room, *, headers: list | None = None, resume: Peer | None = None) -> Peer:
+    """A peer that joined the room's call with a ticket, its welcome already read. With `resume`, it resumes
+    that peer's participation (the token and the last seq it saw)."""
     ticket = await database_sync_to_async(tickets.issue_ticket)(user=user, room=room)
-    peer = Peer(await open_socket(f"/ws/rooms/{room.slug}/?ticket={ticket}", headers=headers))
+    path = f"/ws/rooms/{room.slug}/?ticket={ticket}"
+    if resume is not None:
+        path += f"&resume={resume.welcome['resume_token']}&last_seq={resume.last_seq}"
+    peer = Peer(await open_socket(path, headers=headers), last_seq=resume.last_seq if resume else 0)
     peer.welcome = await peer.receive_type("welcome")
+    if not peer.welcome["resumed"]:
+        peer.last_seq = 0
     return peer

@@ -5,6 +5,7 @@ import asyncio
 import pytest
 
 from calls.models import Call, CallParticipant
+from calls.services import Reason
 from tests.signaling import join
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -144,12 +145,13 @@ async def test_leaving_is_announced_recorded_and_the_last_one_out_ends_the_call(
     assert rows == [(alice.id, "left", True), (bob.id, "left", True)]
 
 
-async def test_an_abrupt_drop_is_recorded_as_disconnected(layer, public_room, alice, bob):
+async def test_an_abrupt_drop_suspends_the_participation(layer, public_room, alice, bob):
     a, b = await join(alice, public_room), await join(bob, public_room)
     await a.receive_type("peer-joined")
     await b.ws.send_input({"type": "websocket.disconnect", "code": 1006})
-    assert (await a.receive_type("peer-left"))["reason"] == "disconnected"
-    assert (await CallParticipant.objects.aget(peer_id=b.peer_id)).leave_reason == "disconnected"
+    assert await a.receive() == {"type": "peer-state", "peer_id": b.peer_id, "state": "reconnecting"}
+    row = await CallParticipant.objects.aget(peer_id=b.peer_id)
+    assert row.left_at is None and row.suspended_at is not None and row.suspend_reason == Reason.DISCONNECTED
     await a.leave()
 
 

@@ -14,6 +14,7 @@ from calls import relay, services
 from calls.models import Call, CallParticipant
 from calls.protocol import CloseCode
 from calls.relay import Item
+from calls.services import Reason
 from tests.signaling import join
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -82,9 +83,10 @@ async def test_a_silent_peer_times_out_with_4408(layer, public_room, alice, bob,
         await a.send({"type": "ping"})
         frames.append(await a.receive())
         await asyncio.sleep(0.1)
-    assert await b.closed_with() == 4408
-    assert {"type": "peer-left", "peer_id": b.peer_id, "reason": "timed-out"} in frames
-    assert (await CallParticipant.objects.aget(peer_id=b.peer_id)).leave_reason == "timed-out"
+    assert await b.closed_with() == CloseCode.TIMED_OUT
+    assert {"type": "peer-state", "peer_id": b.peer_id, "state": "reconnecting"} in frames
+    row = await CallParticipant.objects.aget(peer_id=b.peer_id)
+    assert row.suspended_at is not None and row.suspend_reason == Reason.TIMED_OUT
     await a.leave()
 
 
@@ -98,7 +100,7 @@ async def test_the_reaper_times_out_peers_of_a_dead_process_and_ends_the_call(la
     assert await survivor.receive() == {"type": "peer-left", "peer_id": str(ghost.peer_id), "reason": "timed-out"}
     await ghost.arefresh_from_db()
     assert ghost.leave_reason == "timed-out"
-    await survivor.ws.send_input({"type": "websocket.disconnect", "code": 1006})
+    await survivor.ws.send_input({"type": "websocket.disconnect", "code": CloseCode.NORMAL})
     await asyncio.sleep(0.2)
     # The survivor's row is fresh, so only the ghost was reaped; the call ends when the survivor drops.
     await call.arefresh_from_db()
