@@ -121,6 +121,7 @@ class Node:
                            self.shutdown_seconds)
         finally:
             await self.flush()
+            await asyncio.sleep(0.2)  # let the server write the close frames before its event loop stops
             await self.stop()
 
     async def stop(self) -> None:

@@ -127,6 +127,7 @@ async def ws_join(server: DaphneServer, user, room):
 async def next_frame(ws, kind: str) -> dict:
     while True:
         frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        frame.pop("seq", None)
         if frame["type"] == kind:
             return frame
 

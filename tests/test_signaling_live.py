@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 
 from calls import tickets
 from calls.models import Call, CallParticipant
+from calls.services import Reason
 from tests.servers import DaphneServer
 from tests.webrtc import WebRTCPeer, loopback_only
 
@@ -24,7 +25,10 @@ async def ws_url(server: DaphneServer, user, room) -> str:
 
 
 async def recv(ws) -> dict:
-    return json.loads(await asyncio.wait_for(ws.recv(), 10))
+    """The next frame, without its sequence number."""
+    frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    frame.pop("seq", None)
+    return frame
 
 
 async def assert_one_ended_call_with(room, users) -> None:
@@ -103,7 +107,7 @@ async def test_peers_on_two_server_processes_connect_across_them(two_servers, pu
 
 
 @pytest.mark.redis
-async def test_a_server_restart_is_recorded_and_announced(two_servers, public_room, alice, bob):
+async def test_a_server_restart_suspends_its_peers_and_tells_the_others(two_servers, public_room, alice, bob):
     first, second = two_servers
     async with websockets.connect(await ws_url(first, alice, public_room)) as a:
         await recv(a)
@@ -111,13 +115,14 @@ async def test_a_server_restart_is_recorded_and_announced(two_servers, public_ro
             welcome_b = await recv(b)
             assert (await recv(a))["type"] == "peer-joined"
             await asyncio.to_thread(second.stop)  # SIGTERM, as a deployment restarts a process
-            assert await recv(a) == {"type": "peer-left", "peer_id": welcome_b["peer_id"],
-                                     "reason": "server-shutdown"}
-            with pytest.raises(websockets.ConnectionClosed) as closed:
+            assert await recv(a) == {"type": "peer-state", "peer_id": welcome_b["peer_id"],
+                                     "state": "reconnecting"}
+            # daphne's exit resets the connection, so the 1012 it sends may not be read: a client resumes after any
+            # loss, whatever the code (uvicorn's 1012 is checked below).
+            with pytest.raises(websockets.ConnectionClosed):
                 await asyncio.wait_for(b.recv(), 10)
-            assert closed.value.rcvd is None or closed.value.rcvd.code == 1012
     row = await CallParticipant.objects.aget(peer_id=welcome_b["peer_id"])
-    assert row.leave_reason == "server-shutdown"
+    assert row.left_at is None and row.suspend_reason == Reason.SERVER_SHUTDOWN
 
 
 async def test_a_70_kib_frame_through_daphne_gets_too_large_and_the_socket_stays_open(live_server_process,
@@ -148,5 +153,6 @@ async def test_the_optional_uvicorn_server_connects_peers_and_records_its_shutdo
             assert await asyncio.wait_for(a.messages.get(), 10) == (b.peer_id, "over uvicorn")
             await asyncio.to_thread(uvicorn_server.stop)  # SIGTERM: uvicorn closes every socket with 1012
             rows = [p async for p in CallParticipant.objects.filter(call_id=a.welcome["call_id"])]
-    assert [p.leave_reason for p in rows] == ["server-shutdown", "server-shutdown"]
-    assert not (await Call.objects.aget(pk=a.welcome["call_id"])).is_live
+    # Suspended, to resume on another process; the call goes on meanwhile.
+    assert [(p.left_at, p.suspend_reason) for p in rows] == [(None, Reason.SERVER_SHUTDOWN)] * 2
+    assert (await Call.objects.aget(pk=a.welcome["call_id"])).is_live
