@@ -6,7 +6,16 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from calls import services
-from calls.models import Call, CallParticipant, Invite, Room, RoomMembership, format_duration
+from calls.models import (
+    Call,
+    CallParticipant,
+    Invite,
+    RelayNode,
+    ReplayFrame,
+    Room,
+    RoomMembership,
+    format_duration,
+)
 
 
 class CallRecord:
@@ -60,7 +69,7 @@ class CallParticipantInline(CallRecord, admin.TabularInline):
     model = CallParticipant
     extra = 0
     can_delete = False
-    fields = ("user", "peer_id", "joined_at", "left_at", "duration_shown", "leave_reason", "user_agent")
+    fields = ("user", "peer_id", "joined_at", "left_at", "duration_shown", "leave_reason", "reconnects", "user_agent")
     readonly_fields = fields
 
     def get_queryset(self, request):
@@ -146,12 +155,34 @@ class CallAdmin(CallRecord, admin.ModelAdmin):
 class CallParticipantAdmin(CallRecord, admin.ModelAdmin):
     """Every connection across calls, for looking up one user's history."""
 
-    list_display = ("user", "call", "joined_at", "left_at", "leave_reason")
+    list_display = ("user", "call", "joined_at", "left_at", "leave_reason", "reconnects")
     list_filter = ("leave_reason", "joined_at")
     list_select_related = ("user", "call__room")
     search_fields = ("user__username", "call__room__name", "peer_id")
     date_hierarchy = "joined_at"
     readonly_fields = [f.name for f in CallParticipant._meta.fields]
+
+
+@admin.register(RelayNode)
+class RelayNodeAdmin(admin.ModelAdmin):
+    """The running server processes, by their last heartbeat (calls/liveness.py)."""
+
+    list_display = ("channel", "started_at", "beat_at")
+    readonly_fields = ("channel", "started_at", "beat_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ReplayFrame)
+class ReplayFrameAdmin(CallRecord, admin.ModelAdmin):
+    """Frames kept for suspended participations until they resume or their window ends."""
+
+    list_display = ("participant", "seq", "created_at")
+    list_select_related = ("participant",)
 
 
 @admin.register(Invite)

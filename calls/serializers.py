@@ -134,7 +134,7 @@ class CallParticipantSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CallParticipant
-        fields = ("peer_id", "user", "joined_at", "left_at", "leave_reason", "duration")
+        fields = ("peer_id", "user", "joined_at", "left_at", "leave_reason", "duration", "reconnects")
         read_only_fields = fields
 
 
