@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 
 from calls import tickets
 from calls.models import Call, CallParticipant
-from tests.servers import DaphneServer
+from tests.servers import DaphneServer, ServerProcess, UvicornServer
 from tests.webrtc import WebRTCPeer, loopback_only
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
-async def ws_url(server: DaphneServer, user, room) -> str:
+async def ws_url(server: ServerProcess, user, room) -> str:
     ticket = await sync_to_async(tickets.issue_ticket)(user=user, room=room)
     return f"{server.ws_url}/ws/rooms/{room.slug}/?ticket={ticket}"
 
@@ -134,7 +134,7 @@ async def test_a_70_kib_frame_through_daphne_gets_too_large_and_the_socket_stays
 @pytest.fixture
 def uvicorn_server(live_server_process):
     """The optional uvicorn server (docs/performance.md), on the same test database."""
-    with DaphneServer(server="uvicorn") as server:
+    with UvicornServer() as server:
         yield server
 
 
