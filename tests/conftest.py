@@ -130,6 +130,19 @@ async def layer(request, settings):
     channel_layers.backends.clear()
 
 
+@pytest.fixture
+async def peers(layer):
+    """Opens signaling sockets on the layer: `await peers(bob, room)` is bob in the room's call, welcomed.
+
+    Every socket opened through it is disconnected at teardown, whatever the test's outcome.
+    """
+    from tests.signaling import Peers
+
+    opened = Peers()
+    yield opened
+    await opened.disconnect_all()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_database_threads(django_db_setup):
     """Threads that ran database work for async code each keep a connection: close them before the test database

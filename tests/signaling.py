@@ -1,4 +1,8 @@
-"""Helpers for signaling tests: connected peers over a WebsocketCommunicator on the real ASGI application."""
+"""Helpers for signaling tests: connected peers over a WebsocketCommunicator on the real ASGI application.
+
+Tests open their sockets through the `peers` fixture (tests/conftest.py), which disconnects every one of them at
+teardown, whether the test passed or not.
+"""
 
 import json
 
@@ -50,6 +54,10 @@ class Peer:
     async def leave(self) -> None:
         await self.ws.disconnect()
 
+    async def drop(self) -> None:
+        """The connection breaks without a closing handshake (1006, abnormal closure), as a lost network does."""
+        await self.ws.disconnect(code=1006)
+
 
 async def open_socket(path: str, *, headers: list | None = None) -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(application, path, headers=headers if headers is not None else [ORIGIN])
@@ -58,9 +66,37 @@ async def open_socket(path: str, *, headers: list | None = None) -> WebsocketCom
     return communicator
 
 
-async def join(user, room, *, headers: list | None = None) -> Peer:
-    """A peer that joined the room's call with a ticket, its welcome already read."""
+async def ticket_path(user, room) -> str:
+    """The socket address of the room's call, with a fresh ticket of the user's."""
     ticket = await database_sync_to_async(tickets.issue_ticket)(user=user, room=room)
-    peer = Peer(await open_socket(f"/ws/rooms/{room.slug}/?ticket={ticket}", headers=headers))
-    peer.welcome = await peer.receive_type("welcome")
-    return peer
+    return f"/ws/rooms/{room.slug}/?ticket={ticket}"
+
+
+class Peers:
+    """The sockets one test opens: `await peers(bob, room)` joins bob to the room's call."""
+
+    def __init__(self):
+        self.opened: list[Peer] = []
+
+    async def open(self, path: str, *, headers: list | None = None) -> Peer:
+        """A socket to `path`, nothing read from it yet (for refusals: see `Peer.closed_with`)."""
+        peer = Peer(await open_socket(path, headers=headers))
+        self.opened.append(peer)
+        return peer
+
+    async def __call__(self, user, room, *, headers: list | None = None) -> Peer:
+        """A peer that joined the room's call with a ticket, its welcome already read."""
+        peer = await self.open(await ticket_path(user, room), headers=headers)
+        peer.welcome = await peer.receive_type("welcome")
+        return peer
+
+    async def disconnect_all(self) -> None:
+        """Disconnect, one by one, every socket whose application still runs (one that left is done)."""
+        for peer in self.opened:
+            if not peer.ws.future.done():
+                await peer.leave()
+
+
+async def join(user, room, *, headers: list | None = None) -> Peer:
+    """A peer that joined the room's call, which the test itself must disconnect: prefer the `peers` fixture."""
+    return await Peers()(user, room, headers=headers)

@@ -15,7 +15,6 @@ from calls import relay, tickets
 from calls.models import Call, CallParticipant, Room, RoomMembership
 from config.settings import channel_layer_for
 from tests.servers import DaphneServer
-from tests.signaling import Peer, join, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -39,46 +38,43 @@ def moderated_room(private_room, carol):
 
 
 async def test_a_moderator_kicks_a_peer_its_socket_closes_with_4403_and_the_others_hear_kicked(
-        layer, moderated_room, alice, bob, carol):
-    a, b = await join(alice, moderated_room), await join(bob, moderated_room)
+        peers, moderated_room, alice, bob, carol):
+    a, b = await peers(alice, moderated_room), await peers(bob, moderated_room)
     await a.receive_type("peer-joined")
     response = await call_api(carol, "post", f"/api/rooms/{moderated_room.slug}/participants/{b.peer_id}/kick/")
     assert response.status_code == 204
     assert await b.closed_with() == 4403
     assert await a.receive() == {"type": "peer-left", "peer_id": b.peer_id, "reason": "kicked"}
     assert (await CallParticipant.objects.aget(peer_id=b.peer_id)).leave_reason == "kicked"
-    await a.leave()
 
 
-async def test_a_member_cannot_kick_and_nobody_is_disconnected(layer, moderated_room, alice, bob):
-    a, b = await join(alice, moderated_room), await join(bob, moderated_room)
+async def test_a_member_cannot_kick_and_nobody_is_disconnected(peers, moderated_room, alice, bob):
+    a, b = await peers(alice, moderated_room), await peers(bob, moderated_room)
     await a.receive_type("peer-joined")
     response = await call_api(bob, "post", f"/api/rooms/{moderated_room.slug}/participants/{a.peer_id}/kick/")
     assert response.status_code == 403
     assert await a.nothing() and await b.nothing()
-    await a.leave()
-    await b.leave()
 
 
-async def test_deleting_a_room_closes_every_socket_with_4404_and_keeps_its_call_log(layer, moderated_room, alice,
+async def test_deleting_a_room_closes_every_socket_with_4404_and_keeps_its_call_log(peers, moderated_room, alice,
                                                                                   bob, carol):
-    peers = [await join(user, moderated_room) for user in (alice, bob, carol)]
+    everyone = [await peers(user, moderated_room) for user in (alice, bob, carol)]
     response = await call_api(alice, "delete", f"/api/rooms/{moderated_room.slug}/")
     assert response.status_code == 204
-    assert [await peer.closed_with() for peer in peers] == [4404, 4404, 4404]
+    assert [await peer.closed_with() for peer in everyone] == [4404, 4404, 4404]
     assert not await Room.objects.filter(pk=moderated_room.pk).aexists()
     # The call log outlives the room, and says why everyone left.
-    call = await Call.objects.aget(pk=peers[0].welcome["call_id"])
+    call = await Call.objects.aget(pk=everyone[0].welcome["call_id"])
     assert call.room_id is None and call.room_name == moderated_room.name and call.ended_at is not None
     reasons = [p.leave_reason async for p in call.participants.all()]
     assert reasons == ["room-closed"] * 3
 
 
-async def test_locking_a_room_closes_members_with_4403_and_keeps_moderators(layer, moderated_room, alice, bob,
+async def test_locking_a_room_closes_members_with_4403_and_keeps_moderators(peers, moderated_room, alice, bob,
                                                                               carol):
-    a = await join(alice, moderated_room)
-    b = await join(bob, moderated_room)
-    c = await join(carol, moderated_room)
+    a = await peers(alice, moderated_room)
+    b = await peers(bob, moderated_room)
+    c = await peers(carol, moderated_room)
     for peer in (a, a, b):
         await peer.receive_type("peer-joined")
     response = await call_api(carol, "patch", f"/api/rooms/{moderated_room.slug}/", {"locked": True})
@@ -87,19 +83,16 @@ async def test_locking_a_room_closes_members_with_4403_and_keeps_moderators(laye
     assert await a.receive() == {"type": "peer-left", "peer_id": b.peer_id, "reason": "room-locked"}
     assert await c.receive() == {"type": "peer-left", "peer_id": b.peer_id, "reason": "room-locked"}
     assert (await CallParticipant.objects.aget(peer_id=b.peer_id)).leave_reason == "room-locked"
-    await a.leave()
-    await c.leave()
 
 
-async def test_a_ticket_from_the_api_opens_the_signaling_socket_once(layer, moderated_room, bob):
+async def test_a_ticket_from_the_api_opens_the_signaling_socket_once(peers, moderated_room, bob):
     response = await call_api(bob, "post", f"/api/rooms/{moderated_room.slug}/ticket/")
     assert response.status_code == 200
     ticket = response.json()["ticket"]
-    peer = Peer(await open_socket(f"/ws/rooms/{moderated_room.slug}/?ticket={ticket}"))
+    peer = await peers.open(f"/ws/rooms/{moderated_room.slug}/?ticket={ticket}")
     assert (await peer.receive_type("welcome"))["peer_id"]
-    again = Peer(await open_socket(f"/ws/rooms/{moderated_room.slug}/?ticket={ticket}"))
+    again = await peers.open(f"/ws/rooms/{moderated_room.slug}/?ticket={ticket}")
     assert await again.closed_with() == 4401  # single use
-    await peer.leave()
 
 
 # --- Across processes -------------------------------------------------------------------------------

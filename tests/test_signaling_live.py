@@ -10,6 +10,7 @@ from asgiref.sync import sync_to_async
 
 from calls import tickets
 from calls.models import Call, CallParticipant
+from tests.helpers import eventually
 from tests.servers import DaphneServer, ServerProcess, UvicornServer
 from tests.webrtc import WebRTCPeer, loopback_only
 
@@ -27,7 +28,13 @@ async def recv(ws) -> dict:
     return json.loads(await asyncio.wait_for(ws.recv(), 10))
 
 
+async def every_call_ended(room) -> bool:
+    return await Call.objects.filter(room=room).aexists() and not await Call.objects.filter(room=room).live().aexists()
+
+
 async def assert_one_ended_call_with(room, users) -> None:
+    """The server records the last leave just after the last socket closed: wait for it, then look."""
+    await eventually(lambda: every_call_ended(room))
     calls = [c async for c in Call.objects.filter(room=room)]
     assert len(calls) == 1 and calls[0].ended_at is not None
     rows = [p async for p in calls[0].participants.select_related("user").order_by("joined_at")]
@@ -55,7 +62,6 @@ async def test_two_websocket_clients_negotiate_through_a_real_server(live_server
                 await a.send(json.dumps({"type": "candidate", "to": welcome_b["peer_id"], "candidate": candidate}))
                 assert (await recv(b))["candidate"] == candidate
         assert await recv(a) == {"type": "peer-left", "peer_id": welcome_b["peer_id"], "reason": "left"}
-    await asyncio.sleep(0.5)
     await assert_one_ended_call_with(public_room, [alice, bob])
 
 
@@ -72,7 +78,6 @@ async def test_two_aiortc_peers_connect_and_talk_over_a_data_channel(live_server
             (await a.channel_open(b.peer_id)).send("hello back")
             assert await asyncio.wait_for(b.messages.get(), 10) == (a.peer_id, "hello back")
         assert (await a.event("peer-left"))["reason"] == "left"
-    await asyncio.sleep(0.5)
     await assert_one_ended_call_with(public_room, [alice, bob])
 
 
@@ -97,9 +102,7 @@ async def test_peers_on_two_server_processes_connect_across_them(two_servers, pu
             (await b.channel_open(a.peer_id)).send("across processes")
             assert await asyncio.wait_for(a.messages.get(), 10) == (b.peer_id, "across processes")
         assert (await a.event("peer-left"))["peer_id"] == b.peer_id
-    await asyncio.sleep(0.5)
     await assert_one_ended_call_with(public_room, [alice, bob])
-
 
 
 @pytest.mark.redis
