@@ -57,8 +57,7 @@ async def test_two_people_see_each_other_chat_mute_and_leave(browsers, alice, bo
     assert participants == [("alice", "left"), ("bob", "left")]
 
 
-async def test_three_people_form_a_full_mesh(browsers, alice, bob, django_user_model, password, public_room):
-    carol = await sync_to_async(django_user_model.objects.create_user)("carol", password=password)
+async def test_three_people_form_a_full_mesh(browsers, alice, bob, carol, password, public_room):
     pages = [await browsers.logged_in(user, password, public_room.get_absolute_url()) for user in (alice, bob, carol)]
     peers = [await join_call(page) for page in pages]
     for page, me in zip(pages, peers, strict=True):
