@@ -55,46 +55,81 @@ def password() -> str:
     return "correct-horse-battery"
 
 
+# --- The persona world: the same people in the same roles in every test ---------------------------
+
+
 @pytest.fixture
-def alice(django_user_model, password):
-    """Owner of the rooms in most tests."""
+def alice(django_user_model, password):  # the owner of `room` and of `public_room`
     return django_user_model.objects.create_user("alice", email="alice@example.com", password=password,
                                                  display_name="Alice A.")
 
 
 @pytest.fixture
-def bob(django_user_model, password):
-    """A member."""
+def bob(django_user_model, password):  # a plain member of both rooms
     return django_user_model.objects.create_user("bob", email="bob@example.com", password=password)
 
 
 @pytest.fixture
-def carol(django_user_model, password):
-    """A moderator, in the rooms that tests make her one of."""
+def carol(django_user_model, password):  # a moderator of both rooms
     return django_user_model.objects.create_user("carol", email="carol@example.com", password=password)
 
 
 @pytest.fixture
-def mallory(django_user_model, password):
-    """An outsider: logged in, member of nothing."""
+def mallory(django_user_model, password):  # an outsider: logged in, member of nothing
     return django_user_model.objects.create_user("mallory", email="mallory@example.com", password=password)
 
 
 @pytest.fixture
-def admin_user(django_user_model, password):
+def admin_user(django_user_model, password):  # an operator: staff superuser, member of nothing
     return django_user_model.objects.create_superuser("root", email="root@example.com", password=password)
 
 
-@pytest.fixture
-def public_room(alice):
-    return services.create_room(owner=alice, name="Town hall", visibility="public")
-
-
-@pytest.fixture
-def private_room(alice, bob):
-    room = services.create_room(owner=alice, name="Board room", visibility="private")
-    room.memberships.create(user=bob, role="member")
+def room_of_the_world(*, name: str, visibility: str, owner, moderator, member):
+    room = services.create_room(owner=owner, name=name, visibility=visibility)
+    services.add_member(by=owner, room=room, user=moderator, role=services.Role.MODERATOR)
+    services.add_member(by=owner, room=room, user=member, role=services.Role.MEMBER)
     return room
+
+
+@pytest.fixture
+def room(alice, bob, carol):
+    """Alice's private "Board room": carol moderates it, bob is a member; to mallory it does not exist."""
+    return room_of_the_world(name="Board room", visibility="private", owner=alice, moderator=carol, member=bob)
+
+
+@pytest.fixture
+def private_room(room):
+    """`room`, by the name that says it is private."""
+    return room
+
+
+@pytest.fixture
+def public_room(alice, bob, carol):
+    """Alice's public "Town hall", with the same roles as `room`: mallory sees it and may join its call, but is
+    no member of it."""
+    return room_of_the_world(name="Town hall", visibility="public", owner=alice, moderator=carol, member=bob)
+
+
+# Extra people, for the tests that need a second one of a role.
+
+
+@pytest.fixture
+def another_member(django_user_model, password, alice, room, public_room):  # dave: a member of both rooms too
+    dave = django_user_model.objects.create_user("dave", password=password)
+    for each in (room, public_room):
+        services.add_member(by=alice, room=each, user=dave, role=services.Role.MEMBER)
+    return dave
+
+
+@pytest.fixture
+def another_moderator(django_user_model, password, alice, room, public_room):  # frank: moderates both rooms too
+    frank = django_user_model.objects.create_user("frank", password=password)
+    for each in (room, public_room):
+        services.add_member(by=alice, room=each, user=frank, role=services.Role.MODERATOR)
+    return frank
+
+
+# --- Servers, channel layers, sockets --------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -128,6 +163,19 @@ async def layer(request, settings):
     if layer is not None and hasattr(layer, "flush"):
         await layer.flush()
     channel_layers.backends.clear()
+
+
+@pytest.fixture
+async def peers(layer):
+    """Opens signaling sockets on the layer: `await peers(bob, room)` is bob in the room's call, welcomed.
+
+    Every socket opened through it is disconnected at teardown, whatever the test's outcome.
+    """
+    from tests.signaling import Peers
+
+    opened = Peers()
+    yield opened
+    await opened.disconnect_all()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,4 +1,4 @@
-"""Real daphne server processes for live tests: the same entry point production runs."""
+"""Real server processes for live tests: daphne, as production runs it, and the optional uvicorn."""
 
 import os
 import socket
@@ -28,24 +28,22 @@ def database_url_of_test_db() -> str:
     return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-class DaphneServer:
-    """`daphne config.asgi:application` on a free loopback port, stopped by pid at the end.
+class ServerProcess:
+    """An ASGI server serving `config.asgi:application` on a free loopback port, stopped by pid at the end.
 
-    `server="uvicorn"` runs the optional uvicorn server (uvloop, httptools) on the same application instead.
+    Subclasses say which server (`name`) and how it is started (`command`).
     """
 
-    def __init__(self, *, env: dict[str, str] | None = None, port: int | None = None, server: str = "daphne"):
+    name = ""
+
+    def __init__(self, *, env: dict[str, str] | None = None, port: int | None = None):
         self.port = port or free_port()
         self.env = env or {}
-        self.server = server
         self.process: subprocess.Popen | None = None
-        self.log_path = PROJECT / "test-artifacts" / f"{server}-{self.port}.log"
+        self.log_path = PROJECT / "test-artifacts" / f"{self.name}-{self.port}.log"
 
     def command(self) -> list[str]:
-        if self.server == "uvicorn":
-            return [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                    "--port", str(self.port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"]
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"]
+        raise NotImplementedError
 
     @property
     def url(self) -> str:
@@ -55,7 +53,7 @@ class DaphneServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> "DaphneServer":
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
         self.log_path.parent.mkdir(exist_ok=True)
         env = {**os.environ, "DATABASE_URL": database_url_of_test_db(), "DJANGO_SETTINGS_MODULE": "config.settings",
                **self.env}
@@ -66,14 +64,14 @@ class DaphneServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 log = self.log_path.read_text()[-2000:]
-                raise RuntimeError(f"{self.server} exited with {self.process.returncode}: {log}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}: {log}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
                 return self
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.server} did not listen on {self.port} within {timeout} s")
+        raise RuntimeError(f"{self.name} did not listen on {self.port} within {timeout} s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -86,8 +84,27 @@ class DaphneServer:
         if getattr(self, "log", None):
             self.log.close()
 
-    def __enter__(self) -> "DaphneServer":
+    def __enter__(self) -> "ServerProcess":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class DaphneServer(ServerProcess):
+    """`daphne config.asgi:application`: the default server."""
+
+    name = "daphne"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"]
+
+
+class UvicornServer(ServerProcess):
+    """The optional uvicorn server, with uvloop and httptools (docs/performance.md)."""
+
+    name = "uvicorn"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                "--port", str(self.port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"]

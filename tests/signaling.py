@@ -1,4 +1,8 @@
-"""Helpers for signaling tests: connected peers over a WebsocketCommunicator on the real ASGI application."""
+"""Helpers for signaling tests: connected peers over a WebsocketCommunicator on the real ASGI application.
+
+Tests open their sockets through the `peers` fixture (tests/conftest.py), which disconnects every one of them at
+teardown, whether the test passed or not.
+"""
 
 import json
 
@@ -62,6 +66,10 @@ class Peer:
     async def leave(self) -> None:
         await self.ws.disconnect()
 
+    async def drop(self) -> None:
+        """The connection breaks without a closing handshake (1006, abnormal closure), as a lost network does."""
+        await self.ws.disconnect(code=1006)
+
 
 async def open_socket(path: str, *, headers: list | None = None) -> WebsocketCommunicator:
     communicator = WebsocketCommunicator(application, path, headers=headers if headers is not None else [ORIGIN])
@@ -70,15 +78,45 @@ async def open_socket(path: str, *, headers: list | None = None) -> WebsocketCom
     return communicator
 
 
-async def join(user, room, *, headers: list | None = None, resume: Peer | None = None) -> Peer:
-    """A peer that joined the room's call with a ticket, its welcome already read. With `resume`, it resumes
-    that peer's participation (the token and the last seq it saw)."""
+async def ticket_path(user, room, *, resume: "Peer | None" = None) -> str:
+    """The socket address of the room's call, with a fresh ticket of the user's. With `resume`, it resumes that
+    peer's participation (its token and the last seq it saw)."""
     ticket = await database_sync_to_async(tickets.issue_ticket)(user=user, room=room)
     path = f"/ws/rooms/{room.slug}/?ticket={ticket}"
     if resume is not None:
         path += f"&resume={resume.welcome['resume_token']}&last_seq={resume.last_seq}"
-    peer = Peer(await open_socket(path, headers=headers), last_seq=resume.last_seq if resume else 0)
-    peer.welcome = await peer.receive_type("welcome")
-    if not peer.welcome["resumed"]:
-        peer.last_seq = 0
-    return peer
+    return path
+
+
+class Peers:
+    """The sockets one test opens: `await peers(bob, room)` joins bob to the room's call."""
+
+    def __init__(self):
+        self.opened: list[Peer] = []
+
+    async def open(self, path: str, *, headers: list | None = None, last_seq: int = 0) -> Peer:
+        """A socket to `path`, nothing read from it yet (for refusals: see `Peer.closed_with`)."""
+        peer = Peer(await open_socket(path, headers=headers), last_seq=last_seq)
+        self.opened.append(peer)
+        return peer
+
+    async def __call__(self, user, room, *, headers: list | None = None, resume: "Peer | None" = None) -> Peer:
+        """A peer that joined the room's call with a ticket, its welcome already read; with `resume`, one that
+        resumed that peer's participation."""
+        peer = await self.open(await ticket_path(user, room, resume=resume), headers=headers,
+                               last_seq=resume.last_seq if resume else 0)
+        peer.welcome = await peer.receive_type("welcome")
+        if not peer.welcome["resumed"]:
+            peer.last_seq = 0
+        return peer
+
+    async def disconnect_all(self) -> None:
+        """Disconnect, one by one, every socket whose application still runs (one that left is done)."""
+        for peer in self.opened:
+            if not peer.ws.future.done():
+                await peer.leave()
+
+
+async def join(user, room, *, headers: list | None = None, resume: "Peer | None" = None) -> Peer:
+    """A peer that joined the room's call, which the test itself must disconnect: prefer the `peers` fixture."""
+    return await Peers()(user, room, headers=headers, resume=resume)

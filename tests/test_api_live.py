@@ -12,10 +12,9 @@ from channels.layers import channel_layers
 from rest_framework.test import APIClient
 
 from calls import relay, tickets
-from calls.models import Call, CallParticipant, Room, RoomMembership
+from calls.models import Call, CallParticipant, Room
 from config.settings import channel_layer_for
 from tests.servers import DaphneServer
-from tests.signaling import Peer, join, open_socket
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -31,75 +30,61 @@ async def call_api(user, method: str, url: str, data: dict | None = None):
     return await database_sync_to_async(getattr(api_as(user), method))(url, data, format="json")
 
 
-@pytest.fixture
-def moderated_room(private_room, carol):
-    """Alice's private room: bob a member, carol a moderator."""
-    private_room.memberships.create(user=carol, role=RoomMembership.Role.MODERATOR)
-    return private_room
-
-
-async def test_a_moderator_kicks_a_peer_its_socket_closes_with_4403_and_the_others_hear_kicked(
-        layer, moderated_room, alice, bob, carol):
-    a, b = await join(alice, moderated_room), await join(bob, moderated_room)
+async def test_a_moderator_kicks_a_peer_its_socket_closes_with_4403_and_the_others_hear_kicked(peers, room, alice,
+                                                                                                bob, carol):
+    a, b = await peers(alice, room), await peers(bob, room)
     await a.receive_type("peer-joined")
-    response = await call_api(carol, "post", f"/api/rooms/{moderated_room.slug}/participants/{b.peer_id}/kick/")
+    response = await call_api(carol, "post", f"/api/rooms/{room.slug}/participants/{b.peer_id}/kick/")
     assert response.status_code == 204
     assert await b.closed_with() == 4403
     assert await a.receive() == {"type": "peer-left", "peer_id": b.peer_id, "reason": "kicked"}
     assert (await CallParticipant.objects.aget(peer_id=b.peer_id)).leave_reason == "kicked"
-    await a.leave()
 
 
-async def test_a_member_cannot_kick_and_nobody_is_disconnected(layer, moderated_room, alice, bob):
-    a, b = await join(alice, moderated_room), await join(bob, moderated_room)
+async def test_a_member_cannot_kick_and_nobody_is_disconnected(peers, room, alice, bob):
+    a, b = await peers(alice, room), await peers(bob, room)
     await a.receive_type("peer-joined")
-    response = await call_api(bob, "post", f"/api/rooms/{moderated_room.slug}/participants/{a.peer_id}/kick/")
+    response = await call_api(bob, "post", f"/api/rooms/{room.slug}/participants/{a.peer_id}/kick/")
     assert response.status_code == 403
     assert await a.nothing() and await b.nothing()
-    await a.leave()
-    await b.leave()
 
 
-async def test_deleting_a_room_closes_every_socket_with_4404_and_keeps_its_call_log(layer, moderated_room, alice,
-                                                                                  bob, carol):
-    peers = [await join(user, moderated_room) for user in (alice, bob, carol)]
-    response = await call_api(alice, "delete", f"/api/rooms/{moderated_room.slug}/")
+async def test_deleting_a_room_closes_every_socket_with_4404_and_keeps_its_call_log(peers, room, alice, bob,
+                                                                                  carol):
+    everyone = [await peers(user, room) for user in (alice, bob, carol)]
+    response = await call_api(alice, "delete", f"/api/rooms/{room.slug}/")
     assert response.status_code == 204
-    assert [await peer.closed_with() for peer in peers] == [4404, 4404, 4404]
-    assert not await Room.objects.filter(pk=moderated_room.pk).aexists()
+    assert [await peer.closed_with() for peer in everyone] == [4404, 4404, 4404]
+    assert not await Room.objects.filter(pk=room.pk).aexists()
     # The call log outlives the room, and says why everyone left.
-    call = await Call.objects.aget(pk=peers[0].welcome["call_id"])
-    assert call.room_id is None and call.room_name == moderated_room.name and call.ended_at is not None
+    call = await Call.objects.aget(pk=everyone[0].welcome["call_id"])
+    assert call.room_id is None and call.room_name == room.name and call.ended_at is not None
     reasons = [p.leave_reason async for p in call.participants.all()]
     assert reasons == ["room-closed"] * 3
 
 
-async def test_locking_a_room_closes_members_with_4403_and_keeps_moderators(layer, moderated_room, alice, bob,
-                                                                              carol):
-    a = await join(alice, moderated_room)
-    b = await join(bob, moderated_room)
-    c = await join(carol, moderated_room)
+async def test_locking_a_room_closes_members_with_4403_and_keeps_moderators(peers, room, alice, bob, carol):
+    a = await peers(alice, room)
+    b = await peers(bob, room)
+    c = await peers(carol, room)
     for peer in (a, a, b):
         await peer.receive_type("peer-joined")
-    response = await call_api(carol, "patch", f"/api/rooms/{moderated_room.slug}/", {"locked": True})
+    response = await call_api(carol, "patch", f"/api/rooms/{room.slug}/", {"locked": True})
     assert response.status_code == 200 and response.json()["participant_count"] == 2
     assert await b.closed_with() == 4403
     assert await a.receive() == {"type": "peer-left", "peer_id": b.peer_id, "reason": "room-locked"}
     assert await c.receive() == {"type": "peer-left", "peer_id": b.peer_id, "reason": "room-locked"}
     assert (await CallParticipant.objects.aget(peer_id=b.peer_id)).leave_reason == "room-locked"
-    await a.leave()
-    await c.leave()
 
 
-async def test_a_ticket_from_the_api_opens_the_signaling_socket_once(layer, moderated_room, bob):
-    response = await call_api(bob, "post", f"/api/rooms/{moderated_room.slug}/ticket/")
+async def test_a_ticket_from_the_api_opens_the_signaling_socket_once(peers, room, bob):
+    response = await call_api(bob, "post", f"/api/rooms/{room.slug}/ticket/")
     assert response.status_code == 200
     ticket = response.json()["ticket"]
-    peer = Peer(await open_socket(f"/ws/rooms/{moderated_room.slug}/?ticket={ticket}"))
+    peer = await peers.open(f"/ws/rooms/{room.slug}/?ticket={ticket}")
     assert (await peer.receive_type("welcome"))["peer_id"]
-    again = Peer(await open_socket(f"/ws/rooms/{moderated_room.slug}/?ticket={ticket}"))
+    again = await peers.open(f"/ws/rooms/{room.slug}/?ticket={ticket}")
     assert await again.closed_with() == 4401  # single use
-    await peer.leave()
 
 
 # --- Across processes -------------------------------------------------------------------------------

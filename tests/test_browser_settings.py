@@ -5,24 +5,25 @@ import re
 import pytest
 from asgiref.sync import sync_to_async
 
+from calls import services
 from calls.models import Room
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session"), pytest.mark.django_db(transaction=True)]
 
 
-async def test_owner_adds_a_member_by_username(browsers, alice, bob, password, public_room):
+async def test_owner_adds_a_member_by_username(browsers, alice, mallory, password, public_room):
     page = await browsers.logged_in(alice, password, f"/rooms/{public_room.slug}/settings/")
     await page.wait_for_selector("#room-settings[data-ready=true]")
-    await page.get_by_label("Username").fill("bob")
+    await page.get_by_label("Username").fill("mallory")
     await page.get_by_role("button", name="Add member").click()
-    await page.wait_for_selector('#members li[data-username="bob"]')
-    assert await sync_to_async(public_room.role_of)(bob) == "member"
+    await page.wait_for_selector('#members li[data-username="mallory"]')
+    assert await sync_to_async(public_room.role_of)(mallory) == "member"
 
-    await page.get_by_role("button", name="Make bob a moderator").click()
-    await page.wait_for_selector('#members li[data-username="bob"]:has-text("moderator")')
-    await page.get_by_role("button", name="Remove bob").click()
-    await page.wait_for_selector('#members li[data-username="bob"]', state="detached")
-    assert await sync_to_async(public_room.role_of)(bob) is None
+    await page.get_by_role("button", name="Make mallory a moderator").click()
+    await page.wait_for_selector('#members li[data-username="mallory"]:has-text("moderator")')
+    await page.get_by_role("button", name="Remove mallory").click()
+    await page.wait_for_selector('#members li[data-username="mallory"]', state="detached")
+    assert await sync_to_async(public_room.role_of)(mallory) is None
 
 
 async def test_an_invite_link_makes_its_opener_a_member(browsers, alice, mallory, password, private_room):
@@ -55,11 +56,10 @@ async def test_owner_renames_and_locks_the_room(browsers, alice, password, publi
 
 async def test_a_moderator_removes_plain_members_only_and_cannot_delete(
         browsers, alice, bob, carol, django_user_model, password, private_room):
-    await sync_to_async(private_room.memberships.create)(user=carol, role="moderator")
     # More members than one page of the API holds (PARLEY_API_PAGE_SIZE, 20): the page follows `next`.
     for n in range(25):
         extra = await sync_to_async(django_user_model.objects.create_user)(f"guest{n:02}", password=password)
-        await sync_to_async(private_room.memberships.create)(user=extra, role="member")
+        await sync_to_async(services.add_member)(by=alice, room=private_room, user=extra)
     page = await browsers.logged_in(carol, password, f"/rooms/{private_room.slug}/settings/")
     await page.wait_for_selector("#room-settings[data-ready=true]")
     assert await page.locator("#members li").count() == 28  # alice, bob, carol and 25 guests

@@ -52,9 +52,9 @@ def test_database_refuses_a_call_ending_before_it_started(public_room):
         Call.objects.create(room=public_room, started_at=now, ended_at=now - timedelta(seconds=1))
 
 
-def test_database_refuses_a_second_owner(public_room, bob):
-    with pytest.raises(IntegrityError):
-        RoomMembership.objects.create(room=public_room, user=bob, role="owner")
+def test_database_refuses_a_second_owner(public_room, mallory):
+    with pytest.raises(IntegrityError):  # mallory is no member yet: only the one-owner rule can refuse her
+        RoomMembership.objects.create(room=public_room, user=mallory, role="owner")
 
 
 def test_database_refuses_a_duplicate_membership(private_room, bob):

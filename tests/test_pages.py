@@ -1,6 +1,7 @@
 import pytest
 from django.urls import reverse
 
+from calls import services
 from calls.models import Room
 
 pytestmark = pytest.mark.django_db
@@ -12,11 +13,12 @@ def test_anonymous_visitors_see_the_welcome_page(client):
     assert b"Create an account" in response.content
 
 
-def test_home_lists_my_rooms_and_public_rooms(client, bob, public_room, private_room, mallory):
+def test_home_lists_my_rooms_and_the_other_public_rooms(client, bob, public_room, private_room, mallory):
+    others = services.create_room(owner=mallory, name="Mallory's den", visibility="public")  # bob is no member
     client.force_login(bob)
     response = client.get("/")
-    assert list(response.context["my_rooms"]) == [private_room]
-    assert list(response.context["public_rooms"]) == [public_room]
+    assert list(response.context["my_rooms"]) == [private_room, public_room]
+    assert list(response.context["public_rooms"]) == [others]
     assert private_room.get_absolute_url().encode() in response.content
 
 

@@ -11,7 +11,8 @@ from asgiref.sync import sync_to_async
 from calls import tickets
 from calls.models import Call, CallParticipant
 from calls.services import Reason
-from tests.servers import DaphneServer
+from tests.helpers import eventually
+from tests.servers import DaphneServer, ServerProcess, UvicornServer
 from tests.webrtc import WebRTCPeer, loopback_only
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
-async def ws_url(server: DaphneServer, user, room) -> str:
+async def ws_url(server: ServerProcess, user, room) -> str:
     ticket = await sync_to_async(tickets.issue_ticket)(user=user, room=room)
     return f"{server.ws_url}/ws/rooms/{room.slug}/?ticket={ticket}"
 
@@ -31,7 +32,13 @@ async def recv(ws) -> dict:
     return frame
 
 
+async def every_call_ended(room) -> bool:
+    return await Call.objects.filter(room=room).aexists() and not await Call.objects.filter(room=room).live().aexists()
+
+
 async def assert_one_ended_call_with(room, users) -> None:
+    """The server records the last leave just after the last socket closed: wait for it, then look."""
+    await eventually(lambda: every_call_ended(room))
     calls = [c async for c in Call.objects.filter(room=room)]
     assert len(calls) == 1 and calls[0].ended_at is not None
     rows = [p async for p in calls[0].participants.select_related("user").order_by("joined_at")]
@@ -59,7 +66,6 @@ async def test_two_websocket_clients_negotiate_through_a_real_server(live_server
                 await a.send(json.dumps({"type": "candidate", "to": welcome_b["peer_id"], "candidate": candidate}))
                 assert (await recv(b))["candidate"] == candidate
         assert await recv(a) == {"type": "peer-left", "peer_id": welcome_b["peer_id"], "reason": "left"}
-    await asyncio.sleep(0.5)
     await assert_one_ended_call_with(public_room, [alice, bob])
 
 
@@ -76,7 +82,6 @@ async def test_two_aiortc_peers_connect_and_talk_over_a_data_channel(live_server
             (await a.channel_open(b.peer_id)).send("hello back")
             assert await asyncio.wait_for(b.messages.get(), 10) == (a.peer_id, "hello back")
         assert (await a.event("peer-left"))["reason"] == "left"
-    await asyncio.sleep(0.5)
     await assert_one_ended_call_with(public_room, [alice, bob])
 
 
@@ -101,9 +106,7 @@ async def test_peers_on_two_server_processes_connect_across_them(two_servers, pu
             (await b.channel_open(a.peer_id)).send("across processes")
             assert await asyncio.wait_for(a.messages.get(), 10) == (b.peer_id, "across processes")
         assert (await a.event("peer-left"))["peer_id"] == b.peer_id
-    await asyncio.sleep(0.5)
     await assert_one_ended_call_with(public_room, [alice, bob])
-
 
 
 @pytest.mark.redis
@@ -139,7 +142,7 @@ async def test_a_70_kib_frame_through_daphne_gets_too_large_and_the_socket_stays
 @pytest.fixture
 def uvicorn_server(live_server_process):
     """The optional uvicorn server (docs/performance.md), on the same test database."""
-    with DaphneServer(server="uvicorn") as server:
+    with UvicornServer() as server:
         yield server
 
 

@@ -1,0 +1,41 @@
+"""Helpers shared by the test files: waiting for what another process writes, and data set up for tests."""
+
+import asyncio
+import inspect
+import time
+import uuid
+from datetime import timedelta
+
+from django.utils import timezone
+
+from calls import services
+from calls.models import CallParticipant, Invite
+
+
+async def eventually(predicate, timeout: float = 5, interval: float = 0.05):
+    """Call `predicate` (a function, or an async one) until it returns something true, and return that.
+
+    For what another process or thread writes a moment after the test sees the cause (a server recording a leave
+    after its socket closed): the test fails after `timeout` seconds, with the last value seen.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"still {value!r} after {timeout} s: {getattr(predicate, '__qualname__', predicate)}")
+        await asyncio.sleep(interval)
+
+
+def in_call(room, user) -> CallParticipant:
+    """The user joins the room's live call, as the signaling consumer makes them join (no socket)."""
+    joined = services.join_call(room_slug=room.slug, user=user, peer_id=str(uuid.uuid4()), relay_node="test-node")
+    return joined.participant
+
+
+def an_invite(room, **fields) -> Invite:
+    """An invite link to the room, valid for an hour unless `fields` say otherwise."""
+    return Invite.objects.create(room=room, expires_at=timezone.now() + timedelta(hours=1), **fields)
