@@ -129,12 +129,14 @@ class ParticipantSerializer(serializers.ModelSerializer):
 
 
 class CallParticipantSerializer(serializers.ModelSerializer):
-    user = UserSerializer(read_only=True)
+    user = UserSerializer(read_only=True, allow_null=True, help_text="null once the user's account is deleted.")
+    name = serializers.CharField(source="name_shown", read_only=True,
+                                 help_text="The person's display name; kept when their account is deleted.")
     duration = SecondsField(help_text="Seconds from join to leave (or to now, while live).")
 
     class Meta:
         model = CallParticipant
-        fields = ("peer_id", "user", "joined_at", "left_at", "leave_reason", "duration")
+        fields = ("peer_id", "user", "name", "joined_at", "left_at", "leave_reason", "duration")
         read_only_fields = fields
 
 

@@ -75,9 +75,11 @@ def call_history(request):
     for call in calls:
         people, seen = [], set()
         for participant in call.participants.all():
-            if participant.user_id not in seen:
-                seen.add(participant.user_id)
-                people.append(participant.user)
+            # A deleted user's rows have no user, only the name they had.
+            key = participant.user_id or ("deleted", participant.display_name)
+            if key not in seen:
+                seen.add(key)
+                people.append(participant.name_shown)
         rows.append({"call": call, "people": people})
     return render(request, "calls/history.html", {"rows": rows})
 
