@@ -42,7 +42,8 @@ def create_room(*, owner, name: str, slug: str = "", **fields) -> Room:
 class JoinRefused(Exception):
     def __init__(self, close_code: int, detail: str):
         super().__init__(detail)
-        self.close_code = close_code
+        # A plain int: daphne's WebSocket library (autobahn) refuses an IntEnum as a close code and closes with 1011.
+        self.close_code = int(close_code)
 
 
 @dataclass(frozen=True)
