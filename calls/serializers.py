@@ -94,7 +94,7 @@ class MembershipUpdateSerializer(serializers.ModelSerializer):
 
 class InviteSerializer(serializers.ModelSerializer):
     created_by = UserSerializer(read_only=True)
-    url = PageURLField(help_text="The link to send: opening it while logged in joins the room.")
+    url = PageURLField(help_text="The link to send: opening it while logged in asks to join the room.")
     state = serializers.ChoiceField(choices=Invite.State.choices, read_only=True)
     expires_in = serializers.IntegerField(
         write_only=True, required=False, min_value=60, max_value=INVITE_TTL_MAX, default=INVITE_TTL_DEFAULT,
