@@ -1,6 +1,6 @@
 """API authentication for programs: tokens in exchange for a password, and who am I."""
 
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, user_logged_in
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
@@ -68,16 +68,21 @@ class ObtainTokenView(APIView):
     @extend_schema(summary="Exchange a username and password for an API token", request=CredentialsSerializer,
                    responses={200: TokenSerializer}, auth=[],
                    description="Send the token as `Authorization: Token <token>`. Failed attempts are throttled "
-                               "per client address (429).")
+                               "per client address (429); after 5 failures for one username from one address, "
+                               "every attempt is refused with 429 for 15 minutes.")
     def post(self, request):
         credentials = CredentialsSerializer(data=request.data)
         credentials.is_valid(raise_exception=True)
-        user = authenticate(request, **credentials.validated_data)
+        # The HttpRequest, not DRF's wrapper: django-axes marks a locked-out attempt on it, and its middleware
+        # answers 429 (accounts.security.locked_out).
+        user = authenticate(request._request, **credentials.validated_data)
         if user is None or not user.is_active:
             LoginFailureThrottle().record_failure(request, self)
             return Response(
                 {"detail": "Unable to log in with the provided credentials."}, status=status.HTTP_400_BAD_REQUEST
             )
+        # A log-in like the site's: django-axes records it and clears the failures; last_login is updated.
+        user_logged_in.send(sender=type(user), request=request._request, user=user)
         token, _ = Token.objects.get_or_create(user=user)
         return Response(TokenSerializer({"token": token.key, "user": user}).data)
 

@@ -17,6 +17,16 @@ from calls.models import (
     format_duration,
 )
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such cells get a leading '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralised(value) -> object:
+    """A CSV cell that a spreadsheet shows as text: strings starting like a formula get a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
 
 class CallRecord:
     """Call logs are records: nobody adds, edits or deletes them here, not even a superuser. Only the retention
@@ -57,6 +67,11 @@ class RoomAdmin(admin.ModelAdmin):
         changes = {name: form.cleaned_data[name] for name in form.changed_data if name in fields}
         services.update_room(by=request.user, room=Room.objects.get(pk=room.pk), **changes)
 
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if change:  # members removed or demoted in the inline: their live connections end as through the API
+            services.end_connections_without_access(room=form.instance)
+
     def delete_model(self, request, room):
         services.delete_room(by=request.user, room=room)
 
@@ -69,7 +84,8 @@ class CallParticipantInline(CallRecord, admin.TabularInline):
     model = CallParticipant
     extra = 0
     can_delete = False
-    fields = ("user", "peer_id", "joined_at", "left_at", "duration_shown", "leave_reason", "reconnects", "user_agent")
+    fields = ("user", "display_name", "peer_id", "joined_at", "left_at", "duration_shown", "leave_reason",
+              "reconnects", "user_agent")
     readonly_fields = fields
 
     def get_queryset(self, request):
@@ -139,15 +155,15 @@ class CallAdmin(CallRecord, admin.ModelAdmin):
         )
         for call in calls:
             for p in call.participants.all():
-                writer.writerow(
-                    [
-                        call.pk, call.room.slug if call.room else "", call.room_name, call.started_at.isoformat(),
-                        call.ended_at.isoformat() if call.ended_at else "", int(call.duration.total_seconds()),
-                        p.user.username, p.user.display_name, p.peer_id, p.joined_at.isoformat(),
-                        p.left_at.isoformat() if p.left_at else "", int(p.duration.total_seconds()),
-                        p.leave_reason, p.user_agent,
-                    ]
-                )
+                user = p.user
+                row = [
+                    call.pk, call.room.slug if call.room else "", call.room_name, call.started_at.isoformat(),
+                    call.ended_at.isoformat() if call.ended_at else "", int(call.duration.total_seconds()),
+                    user.username if user else "", user.display_name if user else p.display_name, p.peer_id,
+                    p.joined_at.isoformat(), p.left_at.isoformat() if p.left_at else "",
+                    int(p.duration.total_seconds()), p.leave_reason, p.user_agent,
+                ]
+                writer.writerow([neutralised(cell) for cell in row])
         return response
 
 
@@ -155,7 +171,7 @@ class CallAdmin(CallRecord, admin.ModelAdmin):
 class CallParticipantAdmin(CallRecord, admin.ModelAdmin):
     """Every connection across calls, for looking up one user's history."""
 
-    list_display = ("user", "call", "joined_at", "left_at", "leave_reason", "reconnects")
+    list_display = ("name_shown", "user", "call", "joined_at", "left_at", "leave_reason", "reconnects")
     list_filter = ("leave_reason", "joined_at")
     list_select_related = ("user", "call__room")
     search_fields = ("user__username", "call__room__name", "peer_id")

@@ -122,7 +122,11 @@ class CallQuerySet(models.QuerySet):
         return self.filter(Q(participants__user=user) | Q(room__owner=user)).distinct()
 
     def with_participant_count(self) -> "CallQuerySet":
-        return self.annotate(participant_count=Count("participants__user", distinct=True))
+        """People in each call: distinct users, plus one per row of a deleted user (its user is null)."""
+        return self.annotate(
+            participant_count=Count("participants__user", distinct=True)
+            + Count("participants", filter=Q(participants__user__isnull=True))
+        )
 
 
 class Call(models.Model):
@@ -184,9 +188,17 @@ class CallParticipant(models.Model):
         ROOM_CLOSED = "room-closed", "Room deleted"
         ROOM_LOCKED = "room-locked", "Room locked"
         REPLACED = "replaced", "Replaced by another connection"
+        SIGNED_OUT = "signed-out", "Signed out"  # logout, password change, deactivation or deletion of the user
+        NO_ACCESS = "no-access", "Lost access"  # removed from the room, or it became private
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="call_participations")
+    # A deleted user's rows stay in the call log, anonymised: user null, the name they had kept in display_name.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="call_participations"
+    )
+    display_name = models.CharField(
+        max_length=150, blank=True, help_text="The person's name when their account was deleted (user is then empty)."
+    )
     peer_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     joined_at = models.DateTimeField(default=timezone.now)
     left_at = models.DateTimeField(null=True, blank=True)
@@ -237,7 +249,13 @@ class CallParticipant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} in {self.call}"
+        return f"{self.name_shown} in {self.call}"
+
+    @property
+    def name_shown(self) -> str:
+        if self.user_id is not None:
+            return self.user.name_shown
+        return self.display_name or "Deleted user"
 
     @property
     def is_live(self) -> bool:

@@ -94,7 +94,7 @@ class MembershipUpdateSerializer(serializers.ModelSerializer):
 
 class InviteSerializer(serializers.ModelSerializer):
     created_by = UserSerializer(read_only=True)
-    url = PageURLField(help_text="The link to send: opening it while logged in joins the room.")
+    url = PageURLField(help_text="The link to send: opening it while logged in asks to join the room.")
     state = serializers.ChoiceField(choices=Invite.State.choices, read_only=True)
     expires_in = serializers.IntegerField(
         write_only=True, required=False, min_value=60, max_value=INVITE_TTL_MAX, default=INVITE_TTL_DEFAULT,
@@ -129,12 +129,14 @@ class ParticipantSerializer(serializers.ModelSerializer):
 
 
 class CallParticipantSerializer(serializers.ModelSerializer):
-    user = UserSerializer(read_only=True)
+    user = UserSerializer(read_only=True, allow_null=True, help_text="null once the user's account is deleted.")
+    name = serializers.CharField(source="name_shown", read_only=True,
+                                 help_text="The person's display name; kept when their account is deleted.")
     duration = SecondsField(help_text="Seconds from join to leave (or to now, while live).")
 
     class Meta:
         model = CallParticipant
-        fields = ("peer_id", "user", "joined_at", "left_at", "leave_reason", "duration", "reconnects")
+        fields = ("peer_id", "user", "name", "joined_at", "left_at", "leave_reason", "duration", "reconnects")
         read_only_fields = fields
 
 

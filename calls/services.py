@@ -44,7 +44,8 @@ def create_room(*, owner, name: str, slug: str = "", **fields) -> Room:
 class JoinRefused(Exception):
     def __init__(self, close_code: int, detail: str):
         super().__init__(detail)
-        self.close_code = close_code
+        # A plain int: daphne's WebSocket library (autobahn) refuses an IntEnum as a close code and closes with 1011.
+        self.close_code = int(close_code)
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,40 @@ def close_room_connections(*, room: Room, reason: str, close_code: int, spare_mo
     return closed
 
 
+def end_user_connections(*, user, close_code: int, reason: str) -> int:
+    """End every live connection of the user, on whichever server process holds it (their credentials ended:
+    logout, password change, deactivation, deletion). Returns how many."""
+    live = list(CallParticipant.objects.live().filter(user=user))
+    for participant in live:
+        end_connection(participant=participant, reason=reason, close_code=close_code)
+    return len(live)
+
+
+def end_connections_without_access(*, room: Room) -> int:
+    """End the live connections of the room's people who may no longer join it (removed from it, it became
+    private, demoted in a locked room), each closed with the code a new join would get (4404 or 4403)."""
+    closed = 0
+    for participant in CallParticipant.objects.live().filter(call__room=room).select_related("user"):
+        try:
+            check_may_join(room=room, user=participant.user)
+        except JoinRefused as refusal:
+            end_connection(participant=participant, reason=Reason.NO_ACCESS, close_code=refusal.close_code)
+            closed += 1
+    if closed:
+        logger.info("room %s: closed %d connection(s) of people who lost access", room.slug, closed)
+    return closed
+
+
+@transaction.atomic
+def prepare_user_deletion(*, user) -> None:
+    """Before a user is deleted: end their connections (4401) and those of the rooms they own, which go with
+    them (4404), and keep their name on their call-log rows, which outlive them with no user."""
+    end_user_connections(user=user, close_code=CloseCode.NOT_AUTHENTICATED, reason=Reason.SIGNED_OUT)
+    for room in Room.objects.filter(owner=user):
+        close_room_connections(room=room, reason=Reason.ROOM_CLOSED, close_code=CloseCode.NOT_FOUND)
+    CallParticipant.objects.filter(user=user).update(display_name=user.name_shown)
+
+
 # --- Room settings, members and invites (REST API, admin) ------------------------------------------
 
 
@@ -315,6 +350,7 @@ def update_room(*, by, room: Room, **changes) -> Room:
         closed = close_room_connections(room=room, reason=Reason.ROOM_LOCKED, close_code=CloseCode.FORBIDDEN,
                                         spare_moderators=True)
         logger.info("room %s locked by %s: closed %d connection(s)", room.slug, by, closed)
+    end_connections_without_access(room=room)  # e.g. a public room made private: its outsiders go
     return room
 
 
@@ -349,6 +385,7 @@ def change_role(*, by, membership: RoomMembership, role: str) -> RoomMembership:
         raise Refused(Refused.NOT_ALLOWED, "The owner's role does not change.")
     membership.role = role
     membership.save(update_fields=["role"])
+    end_connections_without_access(room=membership.room)  # a moderator made a member, in a locked room
     return membership
 
 
@@ -367,6 +404,7 @@ def remove_member(*, by, membership: RoomMembership) -> None:
     if not allowed:
         raise Refused(Refused.NOT_ALLOWED, "You may not remove this member.")
     membership.delete()
+    end_connections_without_access(room=room)
 
 
 class InviteInvalid(Exception):

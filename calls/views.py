@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Prefetch
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from calls import services
@@ -75,9 +76,11 @@ def call_history(request):
     for call in calls:
         people, seen = [], set()
         for participant in call.participants.all():
-            if participant.user_id not in seen:
-                seen.add(participant.user_id)
-                people.append(participant.user)
+            # A deleted user's rows have no user, only the name they had.
+            key = participant.user_id or ("deleted", participant.display_name)
+            if key not in seen:
+                seen.add(key)
+                people.append(participant.name_shown)
         rows.append({"call": call, "people": people})
     return render(request, "calls/history.html", {"rows": rows})
 
@@ -90,16 +93,35 @@ INVITE_PROBLEMS = {
 }
 
 
+def invite_problem(request, state: str):
+    status = 404 if state == "unknown" else 410
+    return render(request, "calls/invite_invalid.html", {"problem": INVITE_PROBLEMS[state], "state": state},
+                  status=status)
+
+
 @login_required  # sends people to log in (or sign up from there) and back here
-@require_http_methods(["GET"])
+@require_http_methods(["GET", "POST"])
 def accept_invite(request, token: str):
-    """Opening an invite link makes the user a member and lands them in the room."""
+    """Opening an invite link asks "Join <room>?"; only the form's POST (with its CSRF token) makes the member.
+
+    A GET changes nothing, so a link that a page, a mail client or a chat preview opens on the user's behalf
+    cannot make them join anything.
+    """
+    if request.method == "GET":
+        invite = Invite.objects.select_related("room").filter(token=token).first()
+        if invite is None:
+            return invite_problem(request, "unknown")
+        state = invite.state_at(timezone.now())
+        if state != Invite.State.ACTIVE:
+            return invite_problem(request, state)
+        if invite.room.role_of(request.user) is not None:
+            messages.info(request, f"You already belong to {invite.room.name}.")
+            return redirect(invite.room)
+        return render(request, "calls/invite_confirm.html", {"room": invite.room, "invite": invite})
     try:
         membership, created = services.accept_invite(token=token, user=request.user)
     except services.InviteInvalid as invalid:
-        status = 404 if invalid.state == "unknown" else 410
-        return render(request, "calls/invite_invalid.html",
-                      {"problem": INVITE_PROBLEMS[invalid.state], "state": invalid.state}, status=status)
+        return invite_problem(request, invalid.state)
     room = membership.room
     if created:
         messages.success(request, f"Welcome to {room.name}: you are now a member.")

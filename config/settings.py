@@ -6,6 +6,7 @@ DATABASE_URL (PostgreSQL) and REDIS_URL (channel layer and cache). README.md lis
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -80,6 +81,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and ReDoc assets served from here, not from a CDN
+    "axes",  # log-in lockout (docs/security.md)
     "accounts",
     "calls",
 ]
@@ -93,6 +95,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into its 429 answer
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -171,6 +174,10 @@ else:
 # --- Accounts ----------------------------------------------------------------------------------
 
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out log-ins before any password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
@@ -196,8 +203,10 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <noreply@local
 
 # --- HTTP security -----------------------------------------------------------------------------
 
-# Behind a reverse proxy that terminates TLS and sets X-Forwarded-Proto.
-if env_bool("DJANGO_BEHIND_PROXY", False):
+# Behind one reverse proxy that terminates TLS, sets X-Forwarded-Proto and appends the client's address to
+# X-Forwarded-For. Without it, X-Forwarded-* headers are the client's own and never trusted.
+PARLEY_BEHIND_PROXY = env_bool("DJANGO_BEHIND_PROXY", False)
+if PARLEY_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
@@ -211,6 +220,19 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
+# Log-in lockout (django-axes): the site and admin log-ins and the API token endpoint. After 5 failures for one
+# username from one address, every attempt (the right password too) gets 429 until 15 minutes have passed since
+# the last failure. Attempts are kept in the database, which every server process shares.
+AXES_FAILURE_LIMIT = env_int("PARLEY_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("PARLEY_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "accounts.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.security.locked_out"
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # a lock ends when it says, however often it is knocked on
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_SENSITIVE_PARAMETERS = []  # failures are logged with the username and address tried (never the password)
+
 # --- REST API ----------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
@@ -223,6 +245,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "calls.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "calls.pagination.Pagination",
     "PAGE_SIZE": env_int("PARLEY_API_PAGE_SIZE", 20),
+    # The client address of throttles: REMOTE_ADDR, or behind the proxy the last X-Forwarded-For entry.
+    "NUM_PROXIES": 1 if PARLEY_BEHIND_PROXY else 0,
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",

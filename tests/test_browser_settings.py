@@ -34,8 +34,11 @@ async def test_an_invite_link_makes_its_opener_a_member(browsers, alice, mallory
     path = re.sub(r"^https?://[^/]+", "", url)
     assert re.fullmatch(r"/invite/[^/]+/", path), url
 
-    # Log in through the link's ?next=; the link then lands in the room.
-    guest = await browsers.logged_in(mallory, password, path, lands_on=private_room.get_absolute_url())
+    # Log in through the link's ?next=; the link asks first, and joining lands in the room.
+    guest = await browsers.logged_in(mallory, password, path)
+    assert await sync_to_async(private_room.role_of)(mallory) is None
+    await guest.get_by_role("button", name=f"Join {private_room.name}").click()
+    await guest.wait_for_url(f"**{private_room.get_absolute_url()}")
     assert await guest.get_by_role("button", name="Join call").is_visible()
     assert await sync_to_async(private_room.role_of)(mallory) == "member"
 

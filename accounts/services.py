@@ -1,0 +1,42 @@
+"""Ending a user's access: what happens when their credentials stop being valid."""
+
+import logging
+
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+from calls import services as calls
+from calls.protocol import CloseCode
+
+logger = logging.getLogger(__name__)
+
+
+@transaction.atomic
+def sign_out_everywhere(*, user, revoke_tokens: bool) -> int:
+    """Close the user's signaling sockets on every server process with 4401, and with `revoke_tokens` delete their
+    API tokens (a new password, or a deactivated account, must not leave an old token working).
+
+    Returns how many sockets were closed.
+    """
+    if revoke_tokens:
+        Token.objects.filter(user=user).delete()
+    closed = calls.end_user_connections(user=user, close_code=CloseCode.NOT_AUTHENTICATED,
+                                        reason=calls.Reason.SIGNED_OUT)
+    if closed:
+        logger.info("user %s signed out: closed %d signaling connection(s)", user, closed)
+    return closed
+
+
+def user_saved(*, user, before: dict | None, password_set: bool) -> None:
+    """After a save of `user`: a new password or a deactivation signs them out everywhere and revokes their tokens.
+
+    `before` holds the row's password and is_active from before the save (None: not read, nothing watched
+    changed). `password_set` says whether set_password() was called: Django also rewrites the hash of an unchanged
+    password when it upgrades hashers at login, which is not a change of credentials.
+    """
+    if before is None:
+        return
+    new_password = before["password"] != user.password and (password_set or not user.has_usable_password())
+    deactivated = before["is_active"] and not user.is_active
+    if new_password or deactivated:
+        sign_out_everywhere(user=user, revoke_tokens=True)

@@ -1,0 +1,46 @@
+"""Receivers that hand credential changes to the services; they decide nothing themselves.
+
+Django has no "password changed" or "deactivated" signal: the user's password and is_active are read before a save
+and compared after it, which catches every path (the password change and reset pages, the admin, `changepassword`,
+code calling `set_password()`).
+"""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_out
+from django.db.models.signals import post_save, pre_delete, pre_save
+from django.dispatch import receiver
+
+from accounts import services
+from calls import services as calls
+
+User = get_user_model()
+WATCHED = {"password", "is_active"}
+
+
+@receiver(user_logged_out, dispatch_uid="parley-sign-out-at-logout")
+def signed_out(sender, request, user, **kwargs):
+    if user is not None:
+        services.sign_out_everywhere(user=user, revoke_tokens=False)
+
+
+@receiver(pre_save, sender=User, dispatch_uid="parley-credentials-before-save")
+def remember_credentials(sender, instance, raw=False, update_fields=None, **kwargs):
+    watched = update_fields is None or WATCHED & set(update_fields)
+    before = None
+    if instance.pk is not None and watched and not raw:
+        before = User.objects.filter(pk=instance.pk).values("password", "is_active").first()
+    # AbstractBaseUser keeps the raw password from set_password() in _password until save() has run.
+    instance._parley_before = (before, getattr(instance, "_password", None) is not None)
+
+
+@receiver(post_save, sender=User, dispatch_uid="parley-credentials-after-save")
+def credentials_saved(sender, instance, created, **kwargs):
+    before, password_set = getattr(instance, "_parley_before", (None, False))
+    instance._parley_before = (None, False)
+    if not created:
+        services.user_saved(user=instance, before=before, password_set=password_set)
+
+
+@receiver(pre_delete, sender=User, dispatch_uid="parley-user-deleted")
+def user_deleted(sender, instance, **kwargs):
+    calls.prepare_user_deletion(user=instance)
