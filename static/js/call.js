@@ -1,8 +1,14 @@
-// The call page: one mesh call in one room. Signaling frames are handled one at a time, in order.
+// The call page: one mesh call in one room. This module is the page's entry and its state machine (idle, joining,
+// connecting, joined, reconnecting, ended); signaling frames are handled one at a time, in order.
+// Tiles, controls and chat live in their own modules.
 import { api } from "./api.js";
-import { LocalMedia, explainMediaError } from "./media.js";
+import { Chat } from "./chat.js";
+import { Controls } from "./controls.js";
+import { $, nameOf } from "./dom.js";
+import { LocalMedia } from "./media.js";
 import { Peer } from "./peer.js";
 import { Signaling } from "./signaling.js";
+import { Tiles } from "./tiles.js";
 
 const REASONS = {
   left: "left",
@@ -13,13 +19,6 @@ const REASONS = {
   "room-closed": "left (the room was deleted)",
   "room-locked": "left (the room was locked)",
 };
-const SPEAKING_LEVEL = 0.02;
-
-const $ = (selector, root = document) => root.querySelector(selector);
-
-function nameOf(user) {
-  return (user && (user.display_name || user.username)) || "Someone";
-}
 
 class CallPage {
   constructor(config, root) {
@@ -32,23 +31,20 @@ class CallPage {
     this.peerId = null;
     this.iceServers = null;
     this.joinOptions = { audio: true, video: true };
-    this.speakingTimer = null;
+
+    this.tiles = new Tiles({ canModerate: config.can_moderate, onKick: (peer) => this.kick(peer) });
+    this.controls = new Controls({
+      media: this.media, tiles: this.tiles, eachPeer: (action) => this.eachPeer(action),
+      onChange: () => this.sendMediaState(), alert: (message) => this.alert(message),
+    });
+    this.chat = new Chat(() => this.peers.values());
 
     $("#prejoin").addEventListener("submit", (event) => {
       event.preventDefault();
       this.join({ audio: $("#join-audio").checked, video: $("#join-video").checked });
     });
     $("#rejoin").addEventListener("click", () => this.join(this.joinOptions));
-    $("#toggle-mic").addEventListener("click", () => this.toggleMic());
-    $("#toggle-camera").addEventListener("click", () => this.toggleCamera());
-    $("#toggle-screen").addEventListener("click", () => this.toggleScreen());
-    $("#toggle-devices").addEventListener("click", () => this.toggleDevices());
     $("#leave").addEventListener("click", () => this.leave());
-    $("#chat-form").addEventListener("submit", (event) => { event.preventDefault(); this.sendChat(); });
-    $("#select-mic").addEventListener("change", (event) => this.switchDevice("audio", event.target.value));
-    $("#select-camera").addEventListener("change", (event) => this.switchDevice("video", event.target.value));
-    $("#select-speaker").addEventListener("change", (event) => this.switchSpeaker(event.target.value));
-    this.media.addEventListener("screen-ended", () => this.stopScreen());
     window.addEventListener("pagehide", () => { if (this.signaling) this.signaling.close(); });
   }
 
@@ -84,10 +80,10 @@ class CallPage {
     const iceFetch = this.fetchIceServers();
     const warnings = await this.media.start(options);
     if (warnings.length) this.alert(warnings.join(" "));
-    this.showLocal();
-    this.updateControls();
+    this.tiles.showLocal(this.media);
+    this.controls.update();
     this.iceServersPromise = iceFetch;
-    this.fillDevices();
+    this.controls.fillDevices();
     this.connect();
   }
 
@@ -127,7 +123,7 @@ class CallPage {
     this.root.dataset.closeCode = String(code);
     this.dropPeers();
     if (final) {
-      this.stopSpeaking();
+      this.tiles.stopSpeaking();
       if (code !== 1000) this.alert(message);
       this.media.stopAll();
       this.setState("ended", code === 1000 ? "You left the call." : "You are not in the call.");
@@ -187,7 +183,7 @@ class CallPage {
     this.setState("joined", others ? `In the call with ${others} other ${others === 1 ? "person" : "people"}.`
                                    : "You are the first one here. Waiting for others…");
     this.logEvent("welcome", "You joined the call.");
-    this.startSpeaking();
+    this.tiles.startSpeaking(() => this.peers.values());
   }
 
   onPeerJoined(info) {
@@ -196,7 +192,7 @@ class CallPage {
       // Its offer overtook this announcement: fill in who it is.
       existing.user = info.user;
       existing.polite = Boolean(info.polite);
-      this.updateTile(existing);
+      this.tiles.update(existing);
     } else {
       this.addPeer(info, { initiator: false });
     }
@@ -217,7 +213,7 @@ class CallPage {
     const peer = this.peers.get(peerId);
     if (!peer) return;
     peer.media = { audio: Boolean(state.audio), video: Boolean(state.video), screen: Boolean(state.screen) };
-    this.updateTile(peer);
+    this.tiles.update(peer);
   }
 
   /** The peer a description or candidate comes from; one we have not heard of is created on the spot. */
@@ -226,7 +222,7 @@ class CallPage {
     return this.peers.get(peerId) || this.addPeer({ peer_id: peerId, user: null, polite: true }, { initiator: false });
   }
 
-  // --- Peers and tiles ---------------------------------------------------------------------------
+  // --- Peers -------------------------------------------------------------------------------------
 
   addPeer(info, { initiator }) {
     const peer = new Peer({
@@ -235,46 +231,14 @@ class CallPage {
       send: (frame) => this.signaling && this.signaling.send(frame),
     });
     this.peers.set(info.peer_id, peer);
-    const tile = $("#tile-template").content.firstElementChild.cloneNode(true);
-    tile.dataset.peerId = peer.peerId;
-    const video = $("video", tile);
-    video.srcObject = peer.remoteStream;
-    if (this.speakerId && video.setSinkId) video.setSinkId(this.speakerId).catch(() => {});
-    const kick = $(".tile-kick", tile);
-    kick.hidden = !this.config.can_moderate;
-    kick.addEventListener("click", () => this.kick(peer));
-    peer.tile = tile;
-    $("#tiles").append(tile);
-    this.updateTile(peer);
-    this.layout();
-
-    peer.addEventListener("track", () => video.play().catch(() => {}));
+    this.tiles.add(peer);
     peer.addEventListener("state", () => {
-      this.updateTile(peer);
       if (peer.connectionState === "connected") this.logEvent("connected", `Connected to ${nameOf(peer.user)}.`);
     });
-    peer.pc.addEventListener("signalingstatechange", () => this.updateTile(peer));
     peer.addEventListener("ice-restart", ({ detail }) => this.logEvent("ice-restart", `Reconnecting media with ${nameOf(peer.user)} (${detail.why}).`));
     peer.addEventListener("glare", ({ detail }) => this.logEvent("glare", `Negotiation glare with ${nameOf(peer.user)}: ${detail.yielded ? "yielded" : "kept our offer"}.`));
-    peer.addEventListener("chat", ({ detail }) => this.showChat(nameOf(peer.user), detail.text, peer.peerId));
+    peer.addEventListener("chat", ({ detail }) => this.chat.show(nameOf(peer.user), detail.text, peer.peerId));
     return peer;
-  }
-
-  updateTile(peer) {
-    const tile = peer.tile;
-    if (!tile) return;
-    const name = nameOf(peer.user);
-    const media = peer.media || { audio: true, video: true, screen: false };
-    tile.dataset.connectionState = peer.connectionState;
-    tile.dataset.signalingState = peer.pc.signalingState;
-    tile.dataset.audio = String(media.audio);
-    tile.dataset.video = String(media.video || media.screen);
-    tile.dataset.screen = String(media.screen);
-    tile.setAttribute("aria-label", `${name}: ${media.audio ? "microphone on" : "muted"}, ${peer.connectionState}`);
-    $(".tile-name", tile).textContent = name;
-    $(".avatar", tile).textContent = name.slice(0, 1).toUpperCase();
-    $(".tile-state", tile).textContent = peer.connectionState === "connected" ? "" : peer.connectionState;
-    $(".tile-kick", tile).setAttribute("aria-label", `Remove ${name} from the call`);
   }
 
   removePeer(peerId) {
@@ -282,28 +246,21 @@ class CallPage {
     if (!peer) return;
     this.peers.delete(peerId);
     peer.close();
-    if (peer.tile) peer.tile.remove();
-    this.layout();
+    this.tiles.remove(peer);
   }
 
   dropPeers() {
     for (const peerId of [...this.peers.keys()]) this.removePeer(peerId);
   }
 
-  layout() {
-    $("#tiles").dataset.count = String(this.peers.size + 1);
+  async eachPeer(action) {
+    await Promise.all([...this.peers.values()].map((peer) => action(peer).catch((error) => console.error(error))));
   }
 
-  showLocal() {
-    const video = $("#local-video");
-    video.srcObject = this.media.stream;
-    video.classList.toggle("mirrored", !this.media.screen);
-    const tile = video.closest(".tile");
-    const state = this.media.state;
-    tile.dataset.audio = String(state.audio);
-    tile.dataset.video = String(state.video || state.screen);
-    tile.dataset.screen = String(state.screen);
-    video.play().catch(() => {});
+  sendMediaState() {
+    if (this.signaling) this.signaling.send({ type: "media-state", ...this.media.state });
+    this.tiles.showLocal(this.media);
+    this.controls.update();
   }
 
   async kick(peer) {
@@ -312,170 +269,6 @@ class CallPage {
     } catch (error) {
       this.alert(`Could not remove ${nameOf(peer.user)}: ${error.message}`);
     }
-  }
-
-  // --- Speaking indicator ----------------------------------------------------------------------
-
-  startSpeaking() {
-    this.stopSpeaking();
-    this.speakingTimer = setInterval(async () => {
-      for (const peer of this.peers.values()) {
-        if (!peer.tile) continue;
-        let level = 0;
-        try { level = await peer.audioLevel(); } catch { level = 0; }
-        const speaking = level > SPEAKING_LEVEL && (!peer.media || peer.media.audio);
-        peer.tile.dataset.speaking = String(speaking);
-      }
-    }, 400);
-  }
-
-  stopSpeaking() { clearInterval(this.speakingTimer); }
-
-  // --- Controls ----------------------------------------------------------------------------------
-
-  sendMediaState() {
-    if (this.signaling) this.signaling.send({ type: "media-state", ...this.media.state });
-    this.showLocal();
-    this.updateControls();
-  }
-
-  updateControls() {
-    const state = this.media.state;
-    const mic = $("#toggle-mic");
-    mic.textContent = state.audio ? "Mute" : "Unmute";
-    mic.setAttribute("aria-pressed", String(!state.audio));
-    mic.setAttribute("aria-label", state.audio ? "Mute microphone" : "Unmute microphone");
-    const camera = $("#toggle-camera");
-    camera.textContent = state.video ? "Camera off" : "Camera on";
-    camera.setAttribute("aria-pressed", String(!state.video));
-    camera.setAttribute("aria-label", state.video ? "Turn camera off" : "Turn camera on");
-    const screen = $("#toggle-screen");
-    screen.textContent = state.screen ? "Stop sharing" : "Share screen";
-    screen.setAttribute("aria-pressed", String(state.screen));
-  }
-
-  async toggleMic() {
-    if (!this.media.mic) {
-      try {
-        const track = await this.media.setDevice("audio", this.media.audioDeviceId);
-        this.media.setMicEnabled(true);
-        await this.eachPeer((peer) => peer.replaceTrack("audio", track));
-      } catch (error) {
-        this.alert(explainMediaError(error, "microphone"));
-        return;
-      }
-    } else {
-      this.media.setMicEnabled(!this.media.micEnabled);
-    }
-    this.sendMediaState();
-  }
-
-  async toggleCamera() {
-    try {
-      const track = await this.media.setCamera(!this.media.camera);
-      if (!this.media.screen) await this.eachPeer((peer) => peer.replaceTrack("video", track));
-    } catch (error) {
-      this.alert(explainMediaError(error, "camera"));
-    }
-    this.sendMediaState();
-    this.fillDevices();
-  }
-
-  async toggleScreen() {
-    if (this.media.screen) return this.stopScreen();
-    try {
-      const track = await this.media.startScreen();
-      await this.eachPeer((peer) => peer.replaceTrack("video", track));
-    } catch (error) {
-      if (error.name !== "NotAllowedError") this.alert(explainMediaError(error, "screen"));
-      return undefined;
-    }
-    this.sendMediaState();
-    return undefined;
-  }
-
-  async stopScreen() {
-    this.media.stopScreen();
-    await this.eachPeer((peer) => peer.replaceTrack("video", this.media.camera));
-    this.sendMediaState();
-  }
-
-  async eachPeer(action) {
-    await Promise.all([...this.peers.values()].map((peer) => action(peer).catch((error) => console.error(error))));
-  }
-
-  toggleDevices() {
-    const panel = $("#devices");
-    panel.hidden = !panel.hidden;
-    $("#toggle-devices").setAttribute("aria-expanded", String(!panel.hidden));
-    if (!panel.hidden) this.fillDevices();
-  }
-
-  async fillDevices() {
-    const devices = await this.media.devices();
-    const fill = (select, kind, current) => {
-      const list = devices.filter((d) => d.kind === kind);
-      select.replaceChildren(...list.map((device, index) => {
-        const option = new Option(device.label || `${kind.replace("input", "").replace("output", "")} ${index + 1}`, device.deviceId);
-        option.selected = device.deviceId === current;
-        return option;
-      }));
-      select.disabled = list.length === 0;
-    };
-    fill($("#select-mic"), "audioinput", this.media.mic && this.media.mic.getSettings().deviceId);
-    fill($("#select-camera"), "videoinput", this.media.camera && this.media.camera.getSettings().deviceId);
-    const canPickSpeaker = "setSinkId" in HTMLMediaElement.prototype && devices.some((d) => d.kind === "audiooutput");
-    $("#speaker-field").hidden = !canPickSpeaker;
-    if (canPickSpeaker) fill($("#select-speaker"), "audiooutput", this.speakerId || "default");
-  }
-
-  async switchDevice(kind, deviceId) {
-    try {
-      const track = await this.media.setDevice(kind, deviceId);
-      if (kind === "audio" || !this.media.screen) await this.eachPeer((peer) => peer.replaceTrack(kind, track));
-    } catch (error) {
-      this.alert(explainMediaError(error, kind === "audio" ? "microphone" : "camera"));
-    }
-    this.sendMediaState();
-  }
-
-  async switchSpeaker(deviceId) {
-    this.speakerId = deviceId;
-    for (const video of document.querySelectorAll(".tile:not(.local) video")) {
-      if (video.setSinkId) await video.setSinkId(deviceId).catch((error) => this.alert(error.message));
-    }
-  }
-
-  // --- Chat ------------------------------------------------------------------------------------
-
-  sendChat() {
-    const input = $("#chat-input");
-    const text = input.value.trim();
-    if (!text) return;
-    let delivered = 0;
-    for (const peer of this.peers.values()) if (peer.sendChat({ text })) delivered += 1;
-    this.showChat("You", text, "local", delivered === 0 && this.peers.size > 0 ? "not delivered: nobody connected yet" : "");
-    input.value = "";
-  }
-
-  showChat(who, text, from, note = "") {
-    const item = document.createElement("li");
-    item.dataset.from = from;
-    const name = document.createElement("strong");
-    name.textContent = who;
-    const body = document.createElement("span");
-    body.className = "chat-text";
-    body.textContent = text;
-    item.append(name, " ", body);
-    if (note) {
-      const small = document.createElement("small");
-      small.className = "muted";
-      small.textContent = ` (${note})`;
-      item.append(small);
-    }
-    const log = $("#chat-log");
-    log.append(item);
-    log.scrollTop = log.scrollHeight;
   }
 
   // --- Hooks for tests and for debugging from the console ----------------------------------------

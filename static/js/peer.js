@@ -27,14 +27,12 @@ export class Peer extends EventTarget {
     this.settingRemoteAnswer = false;
     this.waitForOffer = !initiator;
     this.closed = false;
-    this.iceRestarts = 0;
 
     const pc = new RTCPeerConnection({ iceServers: iceServers || [] });
     this.pc = pc;
     // A pre-agreed channel (same id on both sides): no in-band announcement, nothing to wait for.
     this.chat = pc.createDataChannel("chat", { negotiated: true, id: 0 });
     this.chat.addEventListener("message", (event) => this.onChatMessage(event.data));
-    this.chat.addEventListener("open", () => this.emit("chat-open", {}));
 
     if (initiator) {
       this.audio = pc.addTransceiver(local.audioTrack || "audio", { direction: "sendrecv", streams: [local.stream] });
@@ -135,7 +133,6 @@ export class Peer extends EventTarget {
 
   restartIce(why) {
     if (this.closed) return;
-    this.iceRestarts += 1;
     this.emit("ice-restart", { why });
     this.pc.restartIce(); // fires negotiationneeded: an offer with fresh ICE credentials
   }
