@@ -1,12 +1,17 @@
 // The call page: one mesh call in one room. This module is the page's entry and its state machine (idle, joining,
 // connecting, joined, reconnecting, ended); signaling frames are handled one at a time, in order.
 // Tiles, controls and chat live in their own modules.
+//
+// Continuity: a lost signaling socket is not a lost call. The RTCPeerConnections and the local media stay while
+// the page reconnects with its resume token and the last `seq` it saw; the server then replays what it missed.
+// A reload resumes the same participation from sessionStorage (resume.js) and renegotiates with everyone.
 import { api } from "./api.js";
 import { Chat } from "./chat.js";
 import { Controls } from "./controls.js";
 import { $, nameOf } from "./dom.js";
 import { LocalMedia } from "./media.js";
 import { Peer } from "./peer.js";
+import { ResumeStore } from "./resume.js";
 import { Signaling } from "./signaling.js";
 import { Tiles } from "./tiles.js";
 
@@ -19,6 +24,7 @@ const REASONS = {
   "room-closed": "left (the room was deleted)",
   "room-locked": "left (the room was locked)",
 };
+const LOST_CONNECTION = new Set(["disconnected", "failed", "closed"]);
 
 class CallPage {
   constructor(config, root) {
@@ -31,13 +37,22 @@ class CallPage {
     this.peerId = null;
     this.iceServers = null;
     this.joinOptions = { audio: true, video: true };
+    // The participation, as the server knows it: kept in sessionStorage while we hold a resume token.
+    this.store = new ResumeStore(config.slug);
+    this.resumeToken = null;
+    this.resumeSeconds = 30;
+    this.lastSeq = 0;
+    this.formerPeerIds = new Set(); // our own ids of earlier participations: never a peer to call
+    this.departed = new Map();      // peer id -> name, of peers dropped at a resume before their peer-left came
+    this.reconnects = 0;
+    this.peersLost = false;
 
     this.tiles = new Tiles({ canModerate: config.can_moderate, onKick: (peer) => this.kick(peer) });
     this.controls = new Controls({
       media: this.media, tiles: this.tiles, eachPeer: (action) => this.eachPeer(action),
       onChange: () => this.sendMediaState(), alert: (message) => this.alert(message),
     });
-    this.chat = new Chat(() => this.peers.values());
+    this.chat = new Chat(() => this.peers.values(), (entry) => { if (this.resumeToken) this.store.addChat(entry); });
 
     $("#prejoin").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -45,7 +60,12 @@ class CallPage {
     });
     $("#rejoin").addEventListener("click", () => this.join(this.joinOptions));
     $("#leave").addEventListener("click", () => this.leave());
-    window.addEventListener("pagehide", () => { if (this.signaling) this.signaling.close(); });
+    // A reload or a closed tab is not a leave: no `leave` frame, and the stored participation stays for a resume.
+    window.addEventListener("pagehide", () => { if (this.signaling) this.signaling.stop(); });
+
+    const stored = this.store.load();
+    if (stored) this.resume(stored);
+    else this.store.clear();
   }
 
   // --- State shown on the page ---------------------------------------------------------------
@@ -56,6 +76,34 @@ class CallPage {
     $("#prejoin").hidden = state !== "idle";
     $("#in-call").hidden = !["joining", "connecting", "joined", "reconnecting"].includes(state);
     $("#call-ended").hidden = state !== "ended";
+    const banner = $("#call-banner");
+    banner.hidden = state !== "reconnecting";
+    banner.dataset.state = state === "reconnecting" ? "reconnecting" : "hidden";
+  }
+
+  showAttempt(attempt) {
+    const banner = $("#call-banner");
+    banner.dataset.attempt = String(attempt);
+    $("#call-banner-attempt").textContent = `(attempt ${attempt})`;
+  }
+
+  /** The status line while in the call: an event's text, unless nobody can be heard from at the moment. */
+  updateStatus(text) {
+    if (this.root.dataset.state !== "joined") return;
+    const peers = [...this.peers.values()];
+    const lost = peers.length > 0
+      && peers.every((peer) => peer.presence === "reconnecting" || LOST_CONNECTION.has(peer.connectionState));
+    const recovered = this.peersLost && !lost;
+    this.peersLost = lost;
+    this.root.dataset.peersLost = String(lost);
+    if (lost) $("#call-status").textContent = "Connection lost, waiting for others…";
+    else if (text || recovered) $("#call-status").textContent = text || this.inCallText();
+  }
+
+  inCallText() {
+    const others = this.peers.size;
+    return others ? `In the call with ${others} other ${others === 1 ? "person" : "people"}.`
+                  : "You are the first one here. Waiting for others…";
   }
 
   alert(message) {
@@ -73,18 +121,32 @@ class CallPage {
 
   // --- Joining and leaving ---------------------------------------------------------------------
 
-  async join(options) {
-    this.joinOptions = options;
+  async join(options, { resuming = false } = {}) {
+    this.joinOptions = { audio: Boolean(options.audio), video: Boolean(options.video) };
     this.alert("");
-    this.setState("joining", options.audio || options.video ? "Starting your camera and microphone…" : "Joining…");
+    if (resuming) this.setState("reconnecting", "Rejoining the call…");
+    else this.setState("joining", options.audio || options.video ? "Starting your camera and microphone…" : "Joining…");
     const iceFetch = this.fetchIceServers();
     const warnings = await this.media.start(options);
+    if (options.micEnabled === false) this.media.setMicEnabled(false);
     if (warnings.length) this.alert(warnings.join(" "));
     this.tiles.showLocal(this.media);
     this.controls.update();
     this.iceServersPromise = iceFetch;
     this.controls.fillDevices();
-    this.connect();
+    this.connect({ resuming });
+  }
+
+  /** After a reload: take the stored participation back (its chat is shown again at once). */
+  resume(stored) {
+    this.resumeToken = stored.token;
+    this.resumeSeconds = stored.seconds || 30;
+    this.peerId = stored.peerId;
+    this.lastSeq = Number(stored.lastSeq) || 0;
+    this.root.dataset.peerId = stored.peerId;
+    for (const entry of this.store.chat()) this.chat.show(entry.who, entry.text, entry.from, entry.note, { restored: true });
+    this.logEvent("resuming", "Rejoining the call after the page was reloaded.");
+    this.join(stored.options || {}, { resuming: true });
   }
 
   async fetchIceServers() {
@@ -98,31 +160,77 @@ class CallPage {
     }
   }
 
-  connect() {
+  /** The socket's address; with a resume token, asking the server to resume our participation. */
+  socketUrl() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const signaling = new Signaling(`${scheme}://${location.host}/ws/rooms/${this.config.slug}/`);
+    const url = `${scheme}://${location.host}/ws/rooms/${this.config.slug}/`;
+    if (!this.resumeToken) return url;
+    return `${url}?${new URLSearchParams({ resume: this.resumeToken, last_seq: String(this.lastSeq) })}`;
+  }
+
+  connect({ resuming = false } = {}) {
+    const signaling = new Signaling(() => this.socketUrl());
     this.signaling = signaling;
     // Events of a socket we already let go of (after Leave) are not ours to act on.
     const current = () => this.signaling === signaling;
-    signaling.addEventListener("open", () => current() && this.setState(this.root.dataset.state, "Connected to the server, joining…"));
-    signaling.addEventListener("frame", ({ detail }) => {
-      if (!current()) return;
-      if (this.heldFrames) this.heldFrames.push(detail);
-      else this.process(detail);
+    signaling.addEventListener("connecting", ({ detail }) => current() && this.showAttempt(detail.attempt));
+    signaling.addEventListener("open", () => {
+      if (current() && this.root.dataset.state === "connecting") this.setState("connecting", "Connected to the server, joining…");
     });
+    signaling.addEventListener("frame", ({ detail }) => current() && this.onSignalingFrame(detail));
     signaling.addEventListener("closed", ({ detail }) => current() && this.onClosed(detail));
-    this.setState("connecting", "Connecting to the server…");
+    if (resuming) this.setState("reconnecting", "Rejoining the call…");
+    else this.setState("connecting", "Connecting to the server…");
     signaling.connect();
+  }
+
+  /** Bookkeeping as a frame arrives (before its turn in the queue): seq, resume token, what to store. */
+  onSignalingFrame(frame) {
+    if (frame.type === "welcome") {
+      const resumed = frame.resumed === true && Boolean(this.peerId) && frame.peer_id === this.peerId;
+      if (!resumed) {
+        if (this.peerId) this.formerPeerIds.add(this.peerId);
+        this.lastSeq = 0; // a new participation numbers its frames from 1
+      }
+      this.peerId = frame.peer_id;
+      this.resumeToken = typeof frame.resume_token === "string" && frame.resume_token ? frame.resume_token : null;
+      this.resumeSeconds = Number(frame.resume_seconds) || 30;
+      frame = { ...frame, resumed };
+    } else if (typeof frame.seq === "number") {
+      if (frame.seq <= this.lastSeq) {
+        console.info("signaling: frame seen already", frame.type, frame.seq);
+        return;
+      }
+      this.lastSeq = frame.seq;
+    }
+    this.persist();
+    if (this.heldFrames) this.heldFrames.push(frame);
+    else this.process(frame);
+  }
+
+  persist() {
+    if (!this.resumeToken || !this.peerId) {
+      this.store.clear();
+      return;
+    }
+    this.store.save({
+      token: this.resumeToken, peerId: this.peerId, lastSeq: this.lastSeq, seconds: this.resumeSeconds,
+      seenAt: Date.now(),
+      options: { audio: Boolean(this.media.mic), video: Boolean(this.media.camera), micEnabled: this.media.micEnabled },
+    });
   }
 
   process(frame) {
     this.frames = this.frames.then(() => this.onFrame(frame)).catch((error) => console.error("frame", frame.type, error));
   }
 
-  onClosed({ code, message, final, retryIn }) {
+  onClosed({ code, message, final, retryIn, attempt }) {
     this.root.dataset.closeCode = String(code);
-    this.dropPeers();
     if (final) {
+      // Refused or ended by the server, or we left: nothing to resume any more.
+      this.resumeToken = null;
+      this.store.clear();
+      this.dropPeers();
       this.tiles.stopSpeaking();
       if (code !== 1000) this.alert(message);
       this.media.stopAll();
@@ -130,15 +238,19 @@ class CallPage {
       this.logEvent("closed", message);
       return;
     }
-    const seconds = Math.max(1, Math.round(retryIn / 1000));
-    this.setState("reconnecting", `${message} Reconnecting in ${seconds} s…`);
+    // The peer connections and our media stay: the call goes on peer to peer while we reconnect.
+    this.reconnects += 1;
+    this.root.dataset.reconnects = String(this.reconnects);
+    this.showAttempt(attempt);
+    const wait = retryIn >= 1000 ? ` Reconnecting in ${Math.round(retryIn / 1000)} s…` : " Reconnecting…";
+    this.setState("reconnecting", `${message}${wait}`);
     this.logEvent("reconnecting", message);
   }
 
   leave() {
     const signaling = this.signaling;
     this.signaling = null;
-    if (signaling) signaling.close(1000);
+    if (signaling) signaling.leave();
     this.onClosed({ code: 1000, message: "You left the call.", final: true });
   }
 
@@ -149,6 +261,7 @@ class CallPage {
       case "welcome": return this.onWelcome(frame);
       case "peer-joined": return this.onPeerJoined(frame.peer);
       case "peer-left": return this.onPeerLeft(frame.peer_id, frame.reason);
+      case "peer-state": return this.onPeerState(frame.peer_id, frame.state);
       case "offer":
       case "answer": {
         const peer = this.peerFor(frame.from);
@@ -171,19 +284,52 @@ class CallPage {
   }
 
   async onWelcome(frame) {
-    this.signaling?.markWelcomed();
-    this.peerId = frame.peer_id;
     this.root.dataset.peerId = frame.peer_id;
     this.root.dataset.callId = String(frame.call_id);
+    this.root.dataset.resumed = String(frame.resumed);
     this.iceServers = (await this.iceServersPromise) || frame.ice_servers || [];
-    this.dropPeers(); // a rejoin after a reconnection starts from scratch
-    for (const info of frame.peers || []) this.addPeer(info, { initiator: true });
+    const listed = (frame.peers || []).filter((info) => info.peer_id !== frame.peer_id && !this.formerPeerIds.has(info.peer_id));
+    if (frame.resumed) {
+      this.onResumed(listed, frame.replay === "partial");
+    } else {
+      this.dropPeers(); // a fresh join after a lost participation starts from scratch
+      for (const info of listed) this.addPeer(info, { initiator: true });
+      this.logEvent("welcome", "You joined the call.");
+    }
     this.sendMediaState();
-    const others = (frame.peers || []).length;
-    this.setState("joined", others ? `In the call with ${others} other ${others === 1 ? "person" : "people"}.`
-                                   : "You are the first one here. Waiting for others…");
-    this.logEvent("welcome", "You joined the call.");
+    this.setState("joined");
+    this.peersLost = false;
+    this.updateStatus(this.inCallText());
     this.tiles.startSpeaking(() => this.peers.values());
+  }
+
+  /** The same participation again. `listed` are the peers now; the replay brings what happened meanwhile. */
+  onResumed(listed, partial) {
+    const now = new Map(listed.map((info) => [info.peer_id, info]));
+    for (const peer of [...this.peers.values()]) {
+      if (now.has(peer.peerId)) continue;
+      // Gone while we were away. With a complete replay its peer-left follows and says why.
+      this.departed.set(peer.peerId, nameOf(peer.user));
+      this.removePeer(peer.peerId);
+      if (partial) this.logEvent("peer-left", `${nameOf(peer.user)} left while you were reconnecting.`);
+    }
+    for (const info of listed) {
+      const peer = this.peers.get(info.peer_id);
+      if (!peer) {
+        // Joined while we were away, or we were reloaded and have no connection to anyone: we offer (afresh).
+        this.addPeer(info, { initiator: true });
+        continue;
+      }
+      if (info.user) peer.user = info.user;
+      if (info.media) peer.media = info.media;
+      if (info.state) peer.presence = info.state === "reconnecting" ? "reconnecting" : "connected";
+      else if (partial) peer.presence = "connected";
+      this.tiles.update(peer);
+      // Frames between us may be lost: renegotiate (perfect negotiation sorts out who yields if both do).
+      if (partial) peer.restartIce("signaling resumed, some frames were lost");
+    }
+    this.logEvent("welcome", partial ? "Back in the call (some signaling was lost; reconnecting media)."
+                                     : "Back in the call.");
   }
 
   onPeerJoined(info) {
@@ -197,16 +343,30 @@ class CallPage {
       this.addPeer(info, { initiator: false });
     }
     this.logEvent("peer-joined", `${nameOf(info.user)} joined.`);
-    this.setState("joined", `${nameOf(info.user)} joined.`);
+    this.updateStatus(`${nameOf(info.user)} joined.`);
   }
 
   onPeerLeft(peerId, reason) {
     const peer = this.peers.get(peerId);
-    const who = peer ? nameOf(peer.user) : "Someone";
+    const who = peer ? nameOf(peer.user) : this.departed.get(peerId) || "Someone";
+    this.departed.delete(peerId);
     this.removePeer(peerId);
     const text = `${who} ${REASONS[reason] || "left"}.`;
     this.logEvent("peer-left", text);
-    this.setState("joined", text);
+    this.updateStatus(text);
+  }
+
+  /** The server suspended a peer's signaling (its socket dropped) or has it back: its media may well go on. */
+  onPeerState(peerId, state) {
+    const peer = this.peers.get(peerId);
+    if (!peer) return;
+    const presence = state === "reconnecting" ? "reconnecting" : "connected";
+    if (presence === peer.presence) return;
+    peer.presence = presence;
+    this.tiles.update(peer);
+    const text = presence === "reconnecting" ? `${nameOf(peer.user)} is reconnecting…` : `${nameOf(peer.user)} is back.`;
+    this.logEvent("peer-state", text);
+    this.updateStatus(text);
   }
 
   onMediaState(peerId, state) {
@@ -230,12 +390,15 @@ class CallPage {
       iceServers: this.iceServers || [], local: this.media,
       send: (frame) => this.signaling && this.signaling.send(frame),
     });
+    if (info.state === "reconnecting") peer.presence = "reconnecting";
     this.peers.set(info.peer_id, peer);
     this.tiles.add(peer);
     peer.addEventListener("state", () => {
       if (peer.connectionState === "connected") this.logEvent("connected", `Connected to ${nameOf(peer.user)}.`);
+      this.updateStatus();
     });
     peer.addEventListener("ice-restart", ({ detail }) => this.logEvent("ice-restart", `Reconnecting media with ${nameOf(peer.user)} (${detail.why}).`));
+    peer.addEventListener("rebuilt", ({ detail }) => this.logEvent("rebuilt", `New connection to ${nameOf(peer.user)} (${detail.why}).`));
     peer.addEventListener("glare", ({ detail }) => this.logEvent("glare", `Negotiation glare with ${nameOf(peer.user)}: ${detail.yielded ? "yielded" : "kept our offer"}.`));
     peer.addEventListener("chat", ({ detail }) => this.chat.show(nameOf(peer.user), detail.text, peer.peerId));
     return peer;
@@ -261,6 +424,7 @@ class CallPage {
     if (this.signaling) this.signaling.send({ type: "media-state", ...this.media.state });
     this.tiles.showLocal(this.media);
     this.controls.update();
+    if (this.resumeToken) this.persist();
   }
 
   async kick(peer) {

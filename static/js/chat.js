@@ -2,9 +2,13 @@
 import { $ } from "./dom.js";
 
 export class Chat {
-  /** @param {() => Iterable} peers  the current peers (each with sendChat) */
-  constructor(peers) {
+  /**
+   * @param {() => Iterable} peers  the current peers (each with sendChat)
+   * @param {(entry: {who, text, from, note}) => void} onShown  every message shown (the page keeps them)
+   */
+  constructor(peers, onShown = () => {}) {
     this.peers = peers;
+    this.onShown = onShown;
     this.log = $("#chat-log");
     this.input = $("#chat-input");
     $("#chat-form").addEventListener("submit", (event) => { event.preventDefault(); this.send(); });
@@ -23,7 +27,8 @@ export class Chat {
     this.input.value = "";
   }
 
-  show(who, text, from, note = "") {
+  /** Show a message; `restored` ones (from before a reload) are not reported again. */
+  show(who, text, from, note = "", { restored = false } = {}) {
     const item = document.createElement("li");
     item.dataset.from = from;
     const name = document.createElement("strong");
@@ -40,5 +45,6 @@ export class Chat {
     }
     this.log.append(item);
     this.log.scrollTop = this.log.scrollHeight;
+    if (!restored) this.onShown({ who, text, from, note });
   }
 }

@@ -36,7 +36,7 @@ export class Tiles {
 
     peer.addEventListener("track", () => video.play().catch(() => {}));
     peer.addEventListener("state", () => this.update(peer));
-    peer.pc.addEventListener("signalingstatechange", () => this.update(peer));
+    peer.addEventListener("signaling", () => this.update(peer));
   }
 
   update(peer) {
@@ -44,15 +44,20 @@ export class Tiles {
     if (!tile) return;
     const name = nameOf(peer.user);
     const media = peer.media || { audio: true, video: true, screen: false };
+    // data-state: what the tile says, "reconnecting" while their signaling is suspended (their media element and
+    // our connection to them stay), else the connection's state.
+    const state = peer.presence === "reconnecting" ? "reconnecting" : peer.connectionState;
+    tile.dataset.state = state;
+    tile.dataset.presence = peer.presence;
     tile.dataset.connectionState = peer.connectionState;
     tile.dataset.signalingState = peer.pc.signalingState;
     tile.dataset.audio = String(media.audio);
     tile.dataset.video = String(media.video || media.screen);
     tile.dataset.screen = String(media.screen);
-    tile.setAttribute("aria-label", `${name}: ${media.audio ? "microphone on" : "muted"}, ${peer.connectionState}`);
+    tile.setAttribute("aria-label", `${name}: ${media.audio ? "microphone on" : "muted"}, ${state}`);
     $(".tile-name", tile).textContent = name;
     $(".avatar", tile).textContent = name.slice(0, 1).toUpperCase();
-    $(".tile-state", tile).textContent = peer.connectionState === "connected" ? "" : peer.connectionState;
+    $(".tile-state", tile).textContent = state === "connected" ? "" : state;
     $(".tile-kick", tile).setAttribute("aria-label", `Remove ${name} from the call`);
   }
 
