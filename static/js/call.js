@@ -11,8 +11,9 @@ import { Controls } from "./controls.js";
 import { $, nameOf } from "./dom.js";
 import { LocalMedia } from "./media.js";
 import { Peer } from "./peer.js";
-import { ResumeStore } from "./resume.js";
+import { Participation } from "./resume.js";
 import { Signaling } from "./signaling.js";
+import { StatusView } from "./status.js";
 import { Tiles } from "./tiles.js";
 
 const REASONS = {
@@ -34,25 +35,20 @@ class CallPage {
     this.peers = new Map();
     this.frames = Promise.resolve();
     this.signaling = null;
-    this.peerId = null;
     this.iceServers = null;
     this.joinOptions = { audio: true, video: true };
-    // The participation, as the server knows it: kept in sessionStorage while we hold a resume token.
-    this.store = new ResumeStore(config.slug);
-    this.resumeToken = null;
-    this.resumeSeconds = 30;
-    this.lastSeq = 0;
-    this.formerPeerIds = new Set(); // our own ids of earlier participations: never a peer to call
-    this.departed = new Map();      // peer id -> name, of peers dropped at a resume before their peer-left came
+    this.me = new Participation(config.slug); // peer id, resume token, last seq; stored for a reload
+    this.view = new StatusView(root);
+    this.departed = new Map(); // peer id -> name, of peers dropped at a resume before their peer-left came
     this.reconnects = 0;
     this.peersLost = false;
 
     this.tiles = new Tiles({ canModerate: config.can_moderate, onKick: (peer) => this.kick(peer) });
     this.controls = new Controls({
       media: this.media, tiles: this.tiles, eachPeer: (action) => this.eachPeer(action),
-      onChange: () => this.sendMediaState(), alert: (message) => this.alert(message),
+      onChange: () => this.sendMediaState(), alert: (message) => this.view.alert(message),
     });
-    this.chat = new Chat(() => this.peers.values(), (entry) => { if (this.resumeToken) this.store.addChat(entry); });
+    this.chat = new Chat(() => this.peers.values(), (entry) => this.me.addChat(entry));
 
     $("#prejoin").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -63,41 +59,25 @@ class CallPage {
     // A reload or a closed tab is not a leave: no `leave` frame, and the stored participation stays for a resume.
     window.addEventListener("pagehide", () => { if (this.signaling) this.signaling.stop(); });
 
-    const stored = this.store.load();
-    if (stored) this.resume(stored);
-    else this.store.clear();
+    const options = this.me.restore();
+    if (options) this.resume(options);
   }
 
-  // --- State shown on the page ---------------------------------------------------------------
+  get peerId() { return this.me.peerId; }
 
-  setState(state, status) {
-    this.root.dataset.state = state;
-    if (status) $("#call-status").textContent = status;
-    $("#prejoin").hidden = state !== "idle";
-    $("#in-call").hidden = !["joining", "connecting", "joined", "reconnecting"].includes(state);
-    $("#call-ended").hidden = state !== "ended";
-    const banner = $("#call-banner");
-    banner.hidden = state !== "reconnecting";
-    banner.dataset.state = state === "reconnecting" ? "reconnecting" : "hidden";
-  }
-
-  showAttempt(attempt) {
-    const banner = $("#call-banner");
-    banner.dataset.attempt = String(attempt);
-    $("#call-banner-attempt").textContent = `(attempt ${attempt})`;
-  }
+  // --- The status line ----------------------------------------------------------------------------
 
   /** The status line while in the call: an event's text, unless nobody can be heard from at the moment. */
   updateStatus(text) {
-    if (this.root.dataset.state !== "joined") return;
+    if (this.view.state !== "joined") return;
     const peers = [...this.peers.values()];
     const lost = peers.length > 0
       && peers.every((peer) => peer.presence === "reconnecting" || LOST_CONNECTION.has(peer.connectionState));
     const recovered = this.peersLost && !lost;
     this.peersLost = lost;
     this.root.dataset.peersLost = String(lost);
-    if (lost) $("#call-status").textContent = "Connection lost, waiting for others…";
-    else if (text || recovered) $("#call-status").textContent = text || this.inCallText();
+    if (lost) this.view.say("Connection lost, waiting for others…");
+    else if (text || recovered) this.view.say(text || this.inCallText());
   }
 
   inCallText() {
@@ -106,30 +86,17 @@ class CallPage {
                   : "You are the first one here. Waiting for others…";
   }
 
-  alert(message) {
-    const box = $("#call-alert");
-    box.textContent = message || "";
-    box.hidden = !message;
-  }
-
-  logEvent(type, text) {
-    const item = document.createElement("li");
-    item.dataset.type = type;
-    item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
-    $("#call-events").append(item);
-  }
-
   // --- Joining and leaving ---------------------------------------------------------------------
 
   async join(options, { resuming = false } = {}) {
     this.joinOptions = { audio: Boolean(options.audio), video: Boolean(options.video) };
-    this.alert("");
-    if (resuming) this.setState("reconnecting", "Rejoining the call…");
-    else this.setState("joining", options.audio || options.video ? "Starting your camera and microphone…" : "Joining…");
+    this.view.alert("");
+    if (resuming) this.view.setState("reconnecting", "Rejoining the call…");
+    else this.view.setState("joining", options.audio || options.video ? "Starting your camera and microphone…" : "Joining…");
     const iceFetch = this.fetchIceServers();
     const warnings = await this.media.start(options);
     if (options.micEnabled === false) this.media.setMicEnabled(false);
-    if (warnings.length) this.alert(warnings.join(" "));
+    if (warnings.length) this.view.alert(warnings.join(" "));
     this.tiles.showLocal(this.media);
     this.controls.update();
     this.iceServersPromise = iceFetch;
@@ -137,16 +104,12 @@ class CallPage {
     this.connect({ resuming });
   }
 
-  /** After a reload: take the stored participation back (its chat is shown again at once). */
-  resume(stored) {
-    this.resumeToken = stored.token;
-    this.resumeSeconds = stored.seconds || 30;
-    this.peerId = stored.peerId;
-    this.lastSeq = Number(stored.lastSeq) || 0;
-    this.root.dataset.peerId = stored.peerId;
-    for (const entry of this.store.chat()) this.chat.show(entry.who, entry.text, entry.from, entry.note, { restored: true });
-    this.logEvent("resuming", "Rejoining the call after the page was reloaded.");
-    this.join(stored.options || {}, { resuming: true });
+  /** After a reload: join with the stored participation and media (its chat is shown again at once). */
+  resume(options) {
+    this.root.dataset.peerId = this.me.peerId;
+    for (const entry of this.me.chat()) this.chat.show(entry.who, entry.text, entry.from, entry.note, { restored: true });
+    this.view.logEvent("resuming", "Rejoining the call after the page was reloaded.");
+    this.join(options, { resuming: true });
   }
 
   async fetchIceServers() {
@@ -160,12 +123,9 @@ class CallPage {
     }
   }
 
-  /** The socket's address; with a resume token, asking the server to resume our participation. */
   socketUrl() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const url = `${scheme}://${location.host}/ws/rooms/${this.config.slug}/`;
-    if (!this.resumeToken) return url;
-    return `${url}?${new URLSearchParams({ resume: this.resumeToken, last_seq: String(this.lastSeq) })}`;
+    return this.me.url(`${scheme}://${location.host}/ws/rooms/${this.config.slug}/`);
   }
 
   connect({ resuming = false } = {}) {
@@ -173,35 +133,22 @@ class CallPage {
     this.signaling = signaling;
     // Events of a socket we already let go of (after Leave) are not ours to act on.
     const current = () => this.signaling === signaling;
-    signaling.addEventListener("connecting", ({ detail }) => current() && this.showAttempt(detail.attempt));
+    signaling.addEventListener("connecting", ({ detail }) => current() && this.view.showAttempt(detail.attempt));
     signaling.addEventListener("open", () => {
-      if (current() && this.root.dataset.state === "connecting") this.setState("connecting", "Connected to the server, joining…");
+      if (current() && this.view.state === "connecting") this.view.setState("connecting", "Connected to the server, joining…");
     });
     signaling.addEventListener("frame", ({ detail }) => current() && this.onSignalingFrame(detail));
     signaling.addEventListener("closed", ({ detail }) => current() && this.onClosed(detail));
-    if (resuming) this.setState("reconnecting", "Rejoining the call…");
-    else this.setState("connecting", "Connecting to the server…");
+    if (resuming) this.view.setState("reconnecting", "Rejoining the call…");
+    else this.view.setState("connecting", "Connecting to the server…");
     signaling.connect();
   }
 
-  /** Bookkeeping as a frame arrives (before its turn in the queue): seq, resume token, what to store. */
-  onSignalingFrame(frame) {
-    if (frame.type === "welcome") {
-      const resumed = frame.resumed === true && Boolean(this.peerId) && frame.peer_id === this.peerId;
-      if (!resumed) {
-        if (this.peerId) this.formerPeerIds.add(this.peerId);
-        this.lastSeq = 0; // a new participation numbers its frames from 1
-      }
-      this.peerId = frame.peer_id;
-      this.resumeToken = typeof frame.resume_token === "string" && frame.resume_token ? frame.resume_token : null;
-      this.resumeSeconds = Number(frame.resume_seconds) || 30;
-      frame = { ...frame, resumed };
-    } else if (typeof frame.seq === "number") {
-      if (frame.seq <= this.lastSeq) {
-        console.info("signaling: frame seen already", frame.type, frame.seq);
-        return;
-      }
-      this.lastSeq = frame.seq;
+  onSignalingFrame(received) {
+    const frame = this.me.note(received);
+    if (!frame) {
+      console.info("signaling: frame seen already", received.type, received.seq);
+      return;
     }
     this.persist();
     if (this.heldFrames) this.heldFrames.push(frame);
@@ -209,15 +156,7 @@ class CallPage {
   }
 
   persist() {
-    if (!this.resumeToken || !this.peerId) {
-      this.store.clear();
-      return;
-    }
-    this.store.save({
-      token: this.resumeToken, peerId: this.peerId, lastSeq: this.lastSeq, seconds: this.resumeSeconds,
-      seenAt: Date.now(),
-      options: { audio: Boolean(this.media.mic), video: Boolean(this.media.camera), micEnabled: this.media.micEnabled },
-    });
+    this.me.save({ audio: Boolean(this.media.mic), video: Boolean(this.media.camera), micEnabled: this.media.micEnabled });
   }
 
   process(frame) {
@@ -228,23 +167,22 @@ class CallPage {
     this.root.dataset.closeCode = String(code);
     if (final) {
       // Refused or ended by the server, or we left: nothing to resume any more.
-      this.resumeToken = null;
-      this.store.clear();
+      this.me.end();
       this.dropPeers();
       this.tiles.stopSpeaking();
-      if (code !== 1000) this.alert(message);
+      if (code !== 1000) this.view.alert(message);
       this.media.stopAll();
-      this.setState("ended", code === 1000 ? "You left the call." : "You are not in the call.");
-      this.logEvent("closed", message);
+      this.view.setState("ended", code === 1000 ? "You left the call." : "You are not in the call.");
+      this.view.logEvent("closed", message);
       return;
     }
     // The peer connections and our media stay: the call goes on peer to peer while we reconnect.
     this.reconnects += 1;
     this.root.dataset.reconnects = String(this.reconnects);
-    this.showAttempt(attempt);
+    this.view.showAttempt(attempt);
     const wait = retryIn >= 1000 ? ` Reconnecting in ${Math.round(retryIn / 1000)} s…` : " Reconnecting…";
-    this.setState("reconnecting", `${message}${wait}`);
-    this.logEvent("reconnecting", message);
+    this.view.setState("reconnecting", `${message}${wait}`);
+    this.view.logEvent("reconnecting", message);
   }
 
   leave() {
@@ -275,7 +213,7 @@ class CallPage {
       case "pong": return undefined;
       case "error":
         console.warn("signaling error", frame.code, frame.detail);
-        this.logEvent("error", `Server: ${frame.code} ${frame.detail || ""}`);
+        this.view.logEvent("error", `Server: ${frame.code} ${frame.detail || ""}`);
         return undefined;
       default:
         console.info("ignoring frame", frame.type);
@@ -288,16 +226,16 @@ class CallPage {
     this.root.dataset.callId = String(frame.call_id);
     this.root.dataset.resumed = String(frame.resumed);
     this.iceServers = (await this.iceServersPromise) || frame.ice_servers || [];
-    const listed = (frame.peers || []).filter((info) => info.peer_id !== frame.peer_id && !this.formerPeerIds.has(info.peer_id));
+    const listed = (frame.peers || []).filter((info) => info.peer_id !== frame.peer_id && !this.me.formerPeerIds.has(info.peer_id));
     if (frame.resumed) {
       this.onResumed(listed, frame.replay === "partial");
     } else {
       this.dropPeers(); // a fresh join after a lost participation starts from scratch
       for (const info of listed) this.addPeer(info, { initiator: true });
-      this.logEvent("welcome", "You joined the call.");
+      this.view.logEvent("welcome", "You joined the call.");
     }
     this.sendMediaState();
-    this.setState("joined");
+    this.view.setState("joined");
     this.peersLost = false;
     this.updateStatus(this.inCallText());
     this.tiles.startSpeaking(() => this.peers.values());
@@ -311,7 +249,7 @@ class CallPage {
       // Gone while we were away. With a complete replay its peer-left follows and says why.
       this.departed.set(peer.peerId, nameOf(peer.user));
       this.removePeer(peer.peerId);
-      if (partial) this.logEvent("peer-left", `${nameOf(peer.user)} left while you were reconnecting.`);
+      if (partial) this.view.logEvent("peer-left", `${nameOf(peer.user)} left while you were reconnecting.`);
     }
     for (const info of listed) {
       const peer = this.peers.get(info.peer_id);
@@ -328,7 +266,7 @@ class CallPage {
       // Frames between us may be lost: renegotiate (perfect negotiation sorts out who yields if both do).
       if (partial) peer.restartIce("signaling resumed, some frames were lost");
     }
-    this.logEvent("welcome", partial ? "Back in the call (some signaling was lost; reconnecting media)."
+    this.view.logEvent("welcome", partial ? "Back in the call (some signaling was lost; reconnecting media)."
                                      : "Back in the call.");
   }
 
@@ -342,7 +280,7 @@ class CallPage {
     } else {
       this.addPeer(info, { initiator: false });
     }
-    this.logEvent("peer-joined", `${nameOf(info.user)} joined.`);
+    this.view.logEvent("peer-joined", `${nameOf(info.user)} joined.`);
     this.updateStatus(`${nameOf(info.user)} joined.`);
   }
 
@@ -352,7 +290,7 @@ class CallPage {
     this.departed.delete(peerId);
     this.removePeer(peerId);
     const text = `${who} ${REASONS[reason] || "left"}.`;
-    this.logEvent("peer-left", text);
+    this.view.logEvent("peer-left", text);
     this.updateStatus(text);
   }
 
@@ -365,7 +303,7 @@ class CallPage {
     peer.presence = presence;
     this.tiles.update(peer);
     const text = presence === "reconnecting" ? `${nameOf(peer.user)} is reconnecting…` : `${nameOf(peer.user)} is back.`;
-    this.logEvent("peer-state", text);
+    this.view.logEvent("peer-state", text);
     this.updateStatus(text);
   }
 
@@ -394,12 +332,12 @@ class CallPage {
     this.peers.set(info.peer_id, peer);
     this.tiles.add(peer);
     peer.addEventListener("state", () => {
-      if (peer.connectionState === "connected") this.logEvent("connected", `Connected to ${nameOf(peer.user)}.`);
+      if (peer.connectionState === "connected") this.view.logEvent("connected", `Connected to ${nameOf(peer.user)}.`);
       this.updateStatus();
     });
-    peer.addEventListener("ice-restart", ({ detail }) => this.logEvent("ice-restart", `Reconnecting media with ${nameOf(peer.user)} (${detail.why}).`));
-    peer.addEventListener("rebuilt", ({ detail }) => this.logEvent("rebuilt", `New connection to ${nameOf(peer.user)} (${detail.why}).`));
-    peer.addEventListener("glare", ({ detail }) => this.logEvent("glare", `Negotiation glare with ${nameOf(peer.user)}: ${detail.yielded ? "yielded" : "kept our offer"}.`));
+    peer.addEventListener("ice-restart", ({ detail }) => this.view.logEvent("ice-restart", `Reconnecting media with ${nameOf(peer.user)} (${detail.why}).`));
+    peer.addEventListener("rebuilt", ({ detail }) => this.view.logEvent("rebuilt", `New connection to ${nameOf(peer.user)} (${detail.why}).`));
+    peer.addEventListener("glare", ({ detail }) => this.view.logEvent("glare", `Negotiation glare with ${nameOf(peer.user)}: ${detail.yielded ? "yielded" : "kept our offer"}.`));
     peer.addEventListener("chat", ({ detail }) => this.chat.show(nameOf(peer.user), detail.text, peer.peerId));
     return peer;
   }
@@ -424,14 +362,14 @@ class CallPage {
     if (this.signaling) this.signaling.send({ type: "media-state", ...this.media.state });
     this.tiles.showLocal(this.media);
     this.controls.update();
-    if (this.resumeToken) this.persist();
+    this.persist();
   }
 
   async kick(peer) {
     try {
       await api(`/api/rooms/${this.config.slug}/participants/${peer.peerId}/kick/`, { method: "POST" });
     } catch (error) {
-      this.alert(`Could not remove ${nameOf(peer.user)}: ${error.message}`);
+      this.view.alert(`Could not remove ${nameOf(peer.user)}: ${error.message}`);
     }
   }
 
