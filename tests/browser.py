@@ -8,8 +8,10 @@ Tests using these fixtures are async and run on the session event loop:
 """
 
 import asyncio
+import json
 import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from calls.models import CallParticipant
+from tests.servers import DaphneServer
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = os.environ.get("PARLEY_CHROMIUM", "/usr/bin/chromium")
@@ -58,12 +61,119 @@ async def wait_connected(page, peer_id: str):
     await page.wait_for_selector(f'{tile(peer_id)}[data-connection-state="connected"]')
 
 
+async def frames_decoded(page, peer_id: str) -> int:
+    """Video frames the peer's tile has decoded so far (keeps growing while their video reaches us)."""
+    return await page.evaluate(
+        """(selector) => { const v = document.querySelector(selector + " video");
+                           return v ? v.getVideoPlaybackQuality().totalVideoFrames : -1; }""",
+        tile(peer_id),
+    )
+
+
+async def wait_frames_grow(page, peer_id: str, *, beyond: int | None = None, timeout: float = TIMEOUT_MS):
+    """Wait until the peer's video has decoded more frames than `beyond` (by default: than now)."""
+    start = await frames_decoded(page, peer_id) if beyond is None else beyond
+    await page.wait_for_function(
+        """([selector, start]) => { const v = document.querySelector(selector + " video");
+                                    return v && v.getVideoPlaybackQuality().totalVideoFrames > start; }""",
+        arg=[tile(peer_id), start], timeout=timeout,
+    )
+    return await frames_decoded(page, peer_id)
+
+
 async def wait_video_playing(page, peer_id: str):
     await page.wait_for_function(
         """(selector) => { const v = document.querySelector(selector + " video");
                            return v && v.videoWidth > 0 && v.readyState >= 2 && !v.paused; }""",
         arg=tile(peer_id),
     )
+
+
+class SocketTap:
+    """Routes one page's signaling sockets through the test (Playwright's routeWebSocket): frames go both ways as
+    they are, and the test sees what the page sent and how it closed, can change or drop frames from the server
+    (`rewrite(connection_index, frame) -> frame | None`), and can send frames or a close code to the page."""
+
+    def __init__(self, rewrite=None):
+        self.rewrite = rewrite or (lambda index, frame: frame)
+        self.urls: list[str] = []                  # one per connection the page opened
+        self.sent: list[tuple[int, dict]] = []     # (connection index, frame) sent by the page
+        self.closed_by_page: dict[int, int | None] = {}  # connection index -> close code the page gave
+        self.page_side = None                      # the latest connection, page side
+        self.server_side = None
+
+    async def attach(self, page) -> "SocketTap":
+        await page.route_web_socket(re.compile(r"/ws/rooms/"), self.route)
+        return self
+
+    def route(self, ws):
+        index = len(self.urls)
+        self.urls.append(ws.url)
+        server = ws.connect_to_server()
+        self.page_side, self.server_side = ws, server
+
+        def from_page(message):
+            try:
+                self.sent.append((index, json.loads(message)))
+            except ValueError:
+                self.sent.append((index, {"raw": message}))
+            server.send(message)
+
+        def from_server(message):
+            frame = self.rewrite(index, json.loads(message))
+            if frame is not None:
+                ws.send(json.dumps(frame))
+
+        async def page_closed(code, reason):
+            self.closed_by_page.setdefault(index, code)
+            await server.close(code=code if code and code != 1005 else 1000, reason=reason or "")
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+        ws.on_close(page_closed)
+
+    def types_sent(self, index: int | None = None) -> list[str]:
+        return [frame.get("type") for i, frame in self.sent if index is None or i == index]
+
+    def inject(self, frame: dict) -> None:
+        """A frame to the page, as if from the server, on its current socket."""
+        self.page_side.send(json.dumps(frame))
+
+    async def close_page_side(self, code: int, reason: str = "") -> None:
+        """Close the page's current socket with `code`, as if the server did, and the server side cleanly."""
+        await self.page_side.close(code=code, reason=reason)
+        await self.server_side.close(code=1000)
+
+
+class RestartableServer:
+    """A daphne of the test's own, which the test may kill (SIGKILL: no goodbye to anyone) and start again on the
+    same port. Rows of the participants it held stay live in the database, as after a real crash."""
+
+    def __init__(self):
+        self.server = DaphneServer()
+        self.port = self.server.port
+        self.url = self.server.url
+        self.ws_url = self.server.ws_url
+        self.generation = 0
+
+    def start(self) -> "RestartableServer":
+        self.server.log_path = self.server.log_path.with_name(f"daphne-{self.port}-{self.generation}.log")
+        self.server.start()
+        return self
+
+    def kill(self) -> None:
+        process = self.server.process
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        self.server.log.close()
+
+    def restart(self) -> "RestartableServer":
+        self.generation += 1
+        self.server = DaphneServer(port=self.port)
+        return self.start()
+
+    def stop(self) -> None:
+        self.server.stop()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -157,6 +267,37 @@ class Browsers:
         deadline = loop.time() + timeout
         while await still_live() and loop.time() < deadline:
             await asyncio.sleep(0.1)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_server(transactional_db):
+    """A server process of this test's own (see RestartableServer); stopped at the end."""
+    server = await asyncio.to_thread(RestartableServer().start)
+    yield server
+    await asyncio.to_thread(server.stop)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_browsers(browser, own_server, request):
+    """As `browsers`, on the test's own server. Participants that a killed server left live are recorded as timed
+    out once the pages are closed, as the reaper would after a while."""
+    opened = Browsers(browser, own_server, request.node.name)
+    yield opened
+    report = getattr(request.node, "report_call", None)
+    if report is None or report.failed:
+        await opened.save_artifacts()
+    for context in opened.contexts:
+        await context.close()
+    await opened.wait_for_server_to_record_leaves(timeout=3)
+    await asyncio.to_thread(own_server.stop)
+    await sync_to_async(_time_out_live_participants)()
+    await sync_to_async(connections.close_all)()
+
+
+def _time_out_live_participants() -> None:
+    from django.utils import timezone
+
+    CallParticipant.objects.filter(left_at__isnull=True).update(left_at=timezone.now(), leave_reason="timed-out")
 
 
 @pytest_asyncio.fixture(loop_scope="session")

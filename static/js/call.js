@@ -1,8 +1,20 @@
-// The call page: one mesh call in one room. Signaling frames are handled one at a time, in order.
+// The call page: one mesh call in one room. This module is the page's entry and its state machine (idle, joining,
+// connecting, joined, reconnecting, ended); signaling frames are handled one at a time, in order.
+// Tiles, controls and chat live in their own modules.
+//
+// Continuity: a lost signaling socket is not a lost call. The RTCPeerConnections and the local media stay while
+// the page reconnects with its resume token and the last `seq` it saw; the server then replays what it missed.
+// A reload resumes the same participation from sessionStorage (resume.js) and renegotiates with everyone.
 import { api } from "./api.js";
-import { LocalMedia, explainMediaError } from "./media.js";
+import { Chat } from "./chat.js";
+import { Controls } from "./controls.js";
+import { $, nameOf } from "./dom.js";
+import { LocalMedia } from "./media.js";
 import { Peer } from "./peer.js";
+import { Participation } from "./resume.js";
 import { Signaling } from "./signaling.js";
+import { StatusView } from "./status.js";
+import { Tiles } from "./tiles.js";
 
 const REASONS = {
   left: "left",
@@ -13,13 +25,7 @@ const REASONS = {
   "room-closed": "left (the room was deleted)",
   "room-locked": "left (the room was locked)",
 };
-const SPEAKING_LEVEL = 0.02;
-
-const $ = (selector, root = document) => root.querySelector(selector);
-
-function nameOf(user) {
-  return (user && (user.display_name || user.username)) || "Someone";
-}
+const LOST_CONNECTION = new Set(["disconnected", "failed", "closed"]);
 
 class CallPage {
   constructor(config, root) {
@@ -29,66 +35,81 @@ class CallPage {
     this.peers = new Map();
     this.frames = Promise.resolve();
     this.signaling = null;
-    this.peerId = null;
     this.iceServers = null;
     this.joinOptions = { audio: true, video: true };
-    this.speakingTimer = null;
+    this.me = new Participation(config.slug); // peer id, resume token, last seq; stored for a reload
+    this.view = new StatusView(root);
+    this.departed = new Map(); // peer id -> name, of peers dropped at a resume before their peer-left came
+    this.reconnects = 0;
+    this.peersLost = false;
+
+    this.tiles = new Tiles({ canModerate: config.can_moderate, onKick: (peer) => this.kick(peer) });
+    this.controls = new Controls({
+      media: this.media, tiles: this.tiles, eachPeer: (action) => this.eachPeer(action),
+      onChange: () => this.sendMediaState(), alert: (message) => this.view.alert(message),
+    });
+    this.chat = new Chat(() => this.peers.values(), (entry) => this.me.addChat(entry));
 
     $("#prejoin").addEventListener("submit", (event) => {
       event.preventDefault();
       this.join({ audio: $("#join-audio").checked, video: $("#join-video").checked });
     });
     $("#rejoin").addEventListener("click", () => this.join(this.joinOptions));
-    $("#toggle-mic").addEventListener("click", () => this.toggleMic());
-    $("#toggle-camera").addEventListener("click", () => this.toggleCamera());
-    $("#toggle-screen").addEventListener("click", () => this.toggleScreen());
-    $("#toggle-devices").addEventListener("click", () => this.toggleDevices());
     $("#leave").addEventListener("click", () => this.leave());
-    $("#chat-form").addEventListener("submit", (event) => { event.preventDefault(); this.sendChat(); });
-    $("#select-mic").addEventListener("change", (event) => this.switchDevice("audio", event.target.value));
-    $("#select-camera").addEventListener("change", (event) => this.switchDevice("video", event.target.value));
-    $("#select-speaker").addEventListener("change", (event) => this.switchSpeaker(event.target.value));
-    this.media.addEventListener("screen-ended", () => this.stopScreen());
-    window.addEventListener("pagehide", () => { if (this.signaling) this.signaling.close(); });
+    // A reload or a closed tab is not a leave: no `leave` frame, and the stored participation stays for a resume.
+    window.addEventListener("pagehide", () => { if (this.signaling) this.signaling.stop(); });
+
+    const options = this.me.restore();
+    if (options) this.resume(options);
   }
 
-  // --- State shown on the page ---------------------------------------------------------------
+  get peerId() { return this.me.peerId; }
 
-  setState(state, status) {
-    this.root.dataset.state = state;
-    if (status) $("#call-status").textContent = status;
-    $("#prejoin").hidden = state !== "idle";
-    $("#in-call").hidden = !["joining", "connecting", "joined", "reconnecting"].includes(state);
-    $("#call-ended").hidden = state !== "ended";
+  // --- The status line ----------------------------------------------------------------------------
+
+  /** The status line while in the call: an event's text, unless nobody can be heard from at the moment. */
+  updateStatus(text) {
+    if (this.view.state !== "joined") return;
+    const peers = [...this.peers.values()];
+    const lost = peers.length > 0
+      && peers.every((peer) => peer.presence === "reconnecting" || LOST_CONNECTION.has(peer.connectionState));
+    const recovered = this.peersLost && !lost;
+    this.peersLost = lost;
+    this.root.dataset.peersLost = String(lost);
+    if (lost) this.view.say("Connection lost, waiting for others…");
+    else if (text || recovered) this.view.say(text || this.inCallText());
   }
 
-  alert(message) {
-    const box = $("#call-alert");
-    box.textContent = message || "";
-    box.hidden = !message;
-  }
-
-  logEvent(type, text) {
-    const item = document.createElement("li");
-    item.dataset.type = type;
-    item.textContent = `${new Date().toLocaleTimeString()} ${text}`;
-    $("#call-events").append(item);
+  inCallText() {
+    const others = this.peers.size;
+    return others ? `In the call with ${others} other ${others === 1 ? "person" : "people"}.`
+                  : "You are the first one here. Waiting for others…";
   }
 
   // --- Joining and leaving ---------------------------------------------------------------------
 
-  async join(options) {
-    this.joinOptions = options;
-    this.alert("");
-    this.setState("joining", options.audio || options.video ? "Starting your camera and microphone…" : "Joining…");
+  async join(options, { resuming = false } = {}) {
+    this.joinOptions = { audio: Boolean(options.audio), video: Boolean(options.video) };
+    this.view.alert("");
+    if (resuming) this.view.setState("reconnecting", "Rejoining the call…");
+    else this.view.setState("joining", options.audio || options.video ? "Starting your camera and microphone…" : "Joining…");
     const iceFetch = this.fetchIceServers();
     const warnings = await this.media.start(options);
-    if (warnings.length) this.alert(warnings.join(" "));
-    this.showLocal();
-    this.updateControls();
+    if (options.micEnabled === false) this.media.setMicEnabled(false);
+    if (warnings.length) this.view.alert(warnings.join(" "));
+    this.tiles.showLocal(this.media);
+    this.controls.update();
     this.iceServersPromise = iceFetch;
-    this.fillDevices();
-    this.connect();
+    this.controls.fillDevices();
+    this.connect({ resuming });
+  }
+
+  /** After a reload: join with the stored participation and media (its chat is shown again at once). */
+  resume(options) {
+    this.root.dataset.peerId = this.me.peerId;
+    for (const entry of this.me.chat()) this.chat.show(entry.who, entry.text, entry.from, entry.note, { restored: true });
+    this.view.logEvent("resuming", "Rejoining the call after the page was reloaded.");
+    this.join(options, { resuming: true });
   }
 
   async fetchIceServers() {
@@ -102,47 +123,72 @@ class CallPage {
     }
   }
 
-  connect() {
+  socketUrl() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    const signaling = new Signaling(`${scheme}://${location.host}/ws/rooms/${this.config.slug}/`);
+    return this.me.url(`${scheme}://${location.host}/ws/rooms/${this.config.slug}/`);
+  }
+
+  connect({ resuming = false } = {}) {
+    const signaling = new Signaling(() => this.socketUrl());
     this.signaling = signaling;
     // Events of a socket we already let go of (after Leave) are not ours to act on.
     const current = () => this.signaling === signaling;
-    signaling.addEventListener("open", () => current() && this.setState(this.root.dataset.state, "Connected to the server, joining…"));
-    signaling.addEventListener("frame", ({ detail }) => {
-      if (!current()) return;
-      if (this.heldFrames) this.heldFrames.push(detail);
-      else this.process(detail);
+    signaling.addEventListener("connecting", ({ detail }) => current() && this.view.showAttempt(detail.attempt));
+    signaling.addEventListener("open", () => {
+      if (current() && this.view.state === "connecting") this.view.setState("connecting", "Connected to the server, joining…");
     });
+    signaling.addEventListener("frame", ({ detail }) => current() && this.onSignalingFrame(detail));
     signaling.addEventListener("closed", ({ detail }) => current() && this.onClosed(detail));
-    this.setState("connecting", "Connecting to the server…");
+    if (resuming) this.view.setState("reconnecting", "Rejoining the call…");
+    else this.view.setState("connecting", "Connecting to the server…");
     signaling.connect();
+  }
+
+  onSignalingFrame(received) {
+    const frame = this.me.note(received);
+    if (!frame) {
+      console.info("signaling: frame seen already", received.type, received.seq);
+      return;
+    }
+    this.persist();
+    if (this.heldFrames) this.heldFrames.push(frame);
+    else this.process(frame);
+  }
+
+  persist() {
+    this.me.save({ audio: Boolean(this.media.mic), video: Boolean(this.media.camera), micEnabled: this.media.micEnabled });
   }
 
   process(frame) {
     this.frames = this.frames.then(() => this.onFrame(frame)).catch((error) => console.error("frame", frame.type, error));
   }
 
-  onClosed({ code, message, final, retryIn }) {
+  onClosed({ code, message, final, retryIn, attempt }) {
     this.root.dataset.closeCode = String(code);
-    this.dropPeers();
     if (final) {
-      this.stopSpeaking();
-      if (code !== 1000) this.alert(message);
+      // Refused or ended by the server, or we left: nothing to resume any more.
+      this.me.end();
+      this.dropPeers();
+      this.tiles.stopSpeaking();
+      if (code !== 1000) this.view.alert(message);
       this.media.stopAll();
-      this.setState("ended", code === 1000 ? "You left the call." : "You are not in the call.");
-      this.logEvent("closed", message);
+      this.view.setState("ended", code === 1000 ? "You left the call." : "You are not in the call.");
+      this.view.logEvent("closed", message);
       return;
     }
-    const seconds = Math.max(1, Math.round(retryIn / 1000));
-    this.setState("reconnecting", `${message} Reconnecting in ${seconds} s…`);
-    this.logEvent("reconnecting", message);
+    // The peer connections and our media stay: the call goes on peer to peer while we reconnect.
+    this.reconnects += 1;
+    this.root.dataset.reconnects = String(this.reconnects);
+    this.view.showAttempt(attempt);
+    const wait = retryIn >= 1000 ? ` Reconnecting in ${Math.round(retryIn / 1000)} s…` : " Reconnecting…";
+    this.view.setState("reconnecting", `${message}${wait}`);
+    this.view.logEvent("reconnecting", message);
   }
 
   leave() {
     const signaling = this.signaling;
     this.signaling = null;
-    if (signaling) signaling.close(1000);
+    if (signaling) signaling.leave();
     this.onClosed({ code: 1000, message: "You left the call.", final: true });
   }
 
@@ -153,6 +199,7 @@ class CallPage {
       case "welcome": return this.onWelcome(frame);
       case "peer-joined": return this.onPeerJoined(frame.peer);
       case "peer-left": return this.onPeerLeft(frame.peer_id, frame.reason);
+      case "peer-state": return this.onPeerState(frame.peer_id, frame.state);
       case "offer":
       case "answer": {
         const peer = this.peerFor(frame.from);
@@ -166,7 +213,7 @@ class CallPage {
       case "pong": return undefined;
       case "error":
         console.warn("signaling error", frame.code, frame.detail);
-        this.logEvent("error", `Server: ${frame.code} ${frame.detail || ""}`);
+        this.view.logEvent("error", `Server: ${frame.code} ${frame.detail || ""}`);
         return undefined;
       default:
         console.info("ignoring frame", frame.type);
@@ -175,19 +222,52 @@ class CallPage {
   }
 
   async onWelcome(frame) {
-    this.signaling?.markWelcomed();
-    this.peerId = frame.peer_id;
     this.root.dataset.peerId = frame.peer_id;
     this.root.dataset.callId = String(frame.call_id);
+    this.root.dataset.resumed = String(frame.resumed);
     this.iceServers = (await this.iceServersPromise) || frame.ice_servers || [];
-    this.dropPeers(); // a rejoin after a reconnection starts from scratch
-    for (const info of frame.peers || []) this.addPeer(info, { initiator: true });
+    const listed = (frame.peers || []).filter((info) => info.peer_id !== frame.peer_id && !this.me.formerPeerIds.has(info.peer_id));
+    if (frame.resumed) {
+      this.onResumed(listed, frame.replay === "partial");
+    } else {
+      this.dropPeers(); // a fresh join after a lost participation starts from scratch
+      for (const info of listed) this.addPeer(info, { initiator: true });
+      this.view.logEvent("welcome", "You joined the call.");
+    }
     this.sendMediaState();
-    const others = (frame.peers || []).length;
-    this.setState("joined", others ? `In the call with ${others} other ${others === 1 ? "person" : "people"}.`
-                                   : "You are the first one here. Waiting for others…");
-    this.logEvent("welcome", "You joined the call.");
-    this.startSpeaking();
+    this.view.setState("joined");
+    this.peersLost = false;
+    this.updateStatus(this.inCallText());
+    this.tiles.startSpeaking(() => this.peers.values());
+  }
+
+  /** The same participation again. `listed` are the peers now; the replay brings what happened meanwhile. */
+  onResumed(listed, partial) {
+    const now = new Map(listed.map((info) => [info.peer_id, info]));
+    for (const peer of [...this.peers.values()]) {
+      if (now.has(peer.peerId)) continue;
+      // Gone while we were away. With a complete replay its peer-left follows and says why.
+      this.departed.set(peer.peerId, nameOf(peer.user));
+      this.removePeer(peer.peerId);
+      if (partial) this.view.logEvent("peer-left", `${nameOf(peer.user)} left while you were reconnecting.`);
+    }
+    for (const info of listed) {
+      const peer = this.peers.get(info.peer_id);
+      if (!peer) {
+        // Joined while we were away, or we were reloaded and have no connection to anyone: we offer (afresh).
+        this.addPeer(info, { initiator: true });
+        continue;
+      }
+      if (info.user) peer.user = info.user;
+      if (info.media) peer.media = info.media;
+      if (info.state) peer.presence = info.state === "reconnecting" ? "reconnecting" : "connected";
+      else if (partial) peer.presence = "connected";
+      this.tiles.update(peer);
+      // Frames between us may be lost: renegotiate (perfect negotiation sorts out who yields if both do).
+      if (partial) peer.restartIce("signaling resumed, some frames were lost");
+    }
+    this.view.logEvent("welcome", partial ? "Back in the call (some signaling was lost; reconnecting media)."
+                                     : "Back in the call.");
   }
 
   onPeerJoined(info) {
@@ -196,28 +276,42 @@ class CallPage {
       // Its offer overtook this announcement: fill in who it is.
       existing.user = info.user;
       existing.polite = Boolean(info.polite);
-      this.updateTile(existing);
+      this.tiles.update(existing);
     } else {
       this.addPeer(info, { initiator: false });
     }
-    this.logEvent("peer-joined", `${nameOf(info.user)} joined.`);
-    this.setState("joined", `${nameOf(info.user)} joined.`);
+    this.view.logEvent("peer-joined", `${nameOf(info.user)} joined.`);
+    this.updateStatus(`${nameOf(info.user)} joined.`);
   }
 
   onPeerLeft(peerId, reason) {
     const peer = this.peers.get(peerId);
-    const who = peer ? nameOf(peer.user) : "Someone";
+    const who = peer ? nameOf(peer.user) : this.departed.get(peerId) || "Someone";
+    this.departed.delete(peerId);
     this.removePeer(peerId);
     const text = `${who} ${REASONS[reason] || "left"}.`;
-    this.logEvent("peer-left", text);
-    this.setState("joined", text);
+    this.view.logEvent("peer-left", text);
+    this.updateStatus(text);
+  }
+
+  /** The server suspended a peer's signaling (its socket dropped) or has it back: its media may well go on. */
+  onPeerState(peerId, state) {
+    const peer = this.peers.get(peerId);
+    if (!peer) return;
+    const presence = state === "reconnecting" ? "reconnecting" : "connected";
+    if (presence === peer.presence) return;
+    peer.presence = presence;
+    this.tiles.update(peer);
+    const text = presence === "reconnecting" ? `${nameOf(peer.user)} is reconnecting…` : `${nameOf(peer.user)} is back.`;
+    this.view.logEvent("peer-state", text);
+    this.updateStatus(text);
   }
 
   onMediaState(peerId, state) {
     const peer = this.peers.get(peerId);
     if (!peer) return;
     peer.media = { audio: Boolean(state.audio), video: Boolean(state.video), screen: Boolean(state.screen) };
-    this.updateTile(peer);
+    this.tiles.update(peer);
   }
 
   /** The peer a description or candidate comes from; one we have not heard of is created on the spot. */
@@ -226,7 +320,7 @@ class CallPage {
     return this.peers.get(peerId) || this.addPeer({ peer_id: peerId, user: null, polite: true }, { initiator: false });
   }
 
-  // --- Peers and tiles ---------------------------------------------------------------------------
+  // --- Peers -------------------------------------------------------------------------------------
 
   addPeer(info, { initiator }) {
     const peer = new Peer({
@@ -234,47 +328,18 @@ class CallPage {
       iceServers: this.iceServers || [], local: this.media,
       send: (frame) => this.signaling && this.signaling.send(frame),
     });
+    if (info.state === "reconnecting") peer.presence = "reconnecting";
     this.peers.set(info.peer_id, peer);
-    const tile = $("#tile-template").content.firstElementChild.cloneNode(true);
-    tile.dataset.peerId = peer.peerId;
-    const video = $("video", tile);
-    video.srcObject = peer.remoteStream;
-    if (this.speakerId && video.setSinkId) video.setSinkId(this.speakerId).catch(() => {});
-    const kick = $(".tile-kick", tile);
-    kick.hidden = !this.config.can_moderate;
-    kick.addEventListener("click", () => this.kick(peer));
-    peer.tile = tile;
-    $("#tiles").append(tile);
-    this.updateTile(peer);
-    this.layout();
-
-    peer.addEventListener("track", () => video.play().catch(() => {}));
+    this.tiles.add(peer);
     peer.addEventListener("state", () => {
-      this.updateTile(peer);
-      if (peer.connectionState === "connected") this.logEvent("connected", `Connected to ${nameOf(peer.user)}.`);
+      if (peer.connectionState === "connected") this.view.logEvent("connected", `Connected to ${nameOf(peer.user)}.`);
+      this.updateStatus();
     });
-    peer.pc.addEventListener("signalingstatechange", () => this.updateTile(peer));
-    peer.addEventListener("ice-restart", ({ detail }) => this.logEvent("ice-restart", `Reconnecting media with ${nameOf(peer.user)} (${detail.why}).`));
-    peer.addEventListener("glare", ({ detail }) => this.logEvent("glare", `Negotiation glare with ${nameOf(peer.user)}: ${detail.yielded ? "yielded" : "kept our offer"}.`));
-    peer.addEventListener("chat", ({ detail }) => this.showChat(nameOf(peer.user), detail.text, peer.peerId));
+    peer.addEventListener("ice-restart", ({ detail }) => this.view.logEvent("ice-restart", `Reconnecting media with ${nameOf(peer.user)} (${detail.why}).`));
+    peer.addEventListener("rebuilt", ({ detail }) => this.view.logEvent("rebuilt", `New connection to ${nameOf(peer.user)} (${detail.why}).`));
+    peer.addEventListener("glare", ({ detail }) => this.view.logEvent("glare", `Negotiation glare with ${nameOf(peer.user)}: ${detail.yielded ? "yielded" : "kept our offer"}.`));
+    peer.addEventListener("chat", ({ detail }) => this.chat.show(nameOf(peer.user), detail.text, peer.peerId));
     return peer;
-  }
-
-  updateTile(peer) {
-    const tile = peer.tile;
-    if (!tile) return;
-    const name = nameOf(peer.user);
-    const media = peer.media || { audio: true, video: true, screen: false };
-    tile.dataset.connectionState = peer.connectionState;
-    tile.dataset.signalingState = peer.pc.signalingState;
-    tile.dataset.audio = String(media.audio);
-    tile.dataset.video = String(media.video || media.screen);
-    tile.dataset.screen = String(media.screen);
-    tile.setAttribute("aria-label", `${name}: ${media.audio ? "microphone on" : "muted"}, ${peer.connectionState}`);
-    $(".tile-name", tile).textContent = name;
-    $(".avatar", tile).textContent = name.slice(0, 1).toUpperCase();
-    $(".tile-state", tile).textContent = peer.connectionState === "connected" ? "" : peer.connectionState;
-    $(".tile-kick", tile).setAttribute("aria-label", `Remove ${name} from the call`);
   }
 
   removePeer(peerId) {
@@ -282,200 +347,30 @@ class CallPage {
     if (!peer) return;
     this.peers.delete(peerId);
     peer.close();
-    if (peer.tile) peer.tile.remove();
-    this.layout();
+    this.tiles.remove(peer);
   }
 
   dropPeers() {
     for (const peerId of [...this.peers.keys()]) this.removePeer(peerId);
   }
 
-  layout() {
-    $("#tiles").dataset.count = String(this.peers.size + 1);
+  async eachPeer(action) {
+    await Promise.all([...this.peers.values()].map((peer) => action(peer).catch((error) => console.error(error))));
   }
 
-  showLocal() {
-    const video = $("#local-video");
-    video.srcObject = this.media.stream;
-    video.classList.toggle("mirrored", !this.media.screen);
-    const tile = video.closest(".tile");
-    const state = this.media.state;
-    tile.dataset.audio = String(state.audio);
-    tile.dataset.video = String(state.video || state.screen);
-    tile.dataset.screen = String(state.screen);
-    video.play().catch(() => {});
+  sendMediaState() {
+    if (this.signaling) this.signaling.send({ type: "media-state", ...this.media.state });
+    this.tiles.showLocal(this.media);
+    this.controls.update();
+    this.persist();
   }
 
   async kick(peer) {
     try {
       await api(`/api/rooms/${this.config.slug}/participants/${peer.peerId}/kick/`, { method: "POST" });
     } catch (error) {
-      this.alert(`Could not remove ${nameOf(peer.user)}: ${error.message}`);
+      this.view.alert(`Could not remove ${nameOf(peer.user)}: ${error.message}`);
     }
-  }
-
-  // --- Speaking indicator ----------------------------------------------------------------------
-
-  startSpeaking() {
-    this.stopSpeaking();
-    this.speakingTimer = setInterval(async () => {
-      for (const peer of this.peers.values()) {
-        if (!peer.tile) continue;
-        let level = 0;
-        try { level = await peer.audioLevel(); } catch { level = 0; }
-        const speaking = level > SPEAKING_LEVEL && (!peer.media || peer.media.audio);
-        peer.tile.dataset.speaking = String(speaking);
-      }
-    }, 400);
-  }
-
-  stopSpeaking() { clearInterval(this.speakingTimer); }
-
-  // --- Controls ----------------------------------------------------------------------------------
-
-  sendMediaState() {
-    if (this.signaling) this.signaling.send({ type: "media-state", ...this.media.state });
-    this.showLocal();
-    this.updateControls();
-  }
-
-  updateControls() {
-    const state = this.media.state;
-    const mic = $("#toggle-mic");
-    mic.textContent = state.audio ? "Mute" : "Unmute";
-    mic.setAttribute("aria-pressed", String(!state.audio));
-    mic.setAttribute("aria-label", state.audio ? "Mute microphone" : "Unmute microphone");
-    const camera = $("#toggle-camera");
-    camera.textContent = state.video ? "Camera off" : "Camera on";
-    camera.setAttribute("aria-pressed", String(!state.video));
-    camera.setAttribute("aria-label", state.video ? "Turn camera off" : "Turn camera on");
-    const screen = $("#toggle-screen");
-    screen.textContent = state.screen ? "Stop sharing" : "Share screen";
-    screen.setAttribute("aria-pressed", String(state.screen));
-  }
-
-  async toggleMic() {
-    if (!this.media.mic) {
-      try {
-        const track = await this.media.setDevice("audio", this.media.audioDeviceId);
-        this.media.setMicEnabled(true);
-        await this.eachPeer((peer) => peer.replaceTrack("audio", track));
-      } catch (error) {
-        this.alert(explainMediaError(error, "microphone"));
-        return;
-      }
-    } else {
-      this.media.setMicEnabled(!this.media.micEnabled);
-    }
-    this.sendMediaState();
-  }
-
-  async toggleCamera() {
-    try {
-      const track = await this.media.setCamera(!this.media.camera);
-      if (!this.media.screen) await this.eachPeer((peer) => peer.replaceTrack("video", track));
-    } catch (error) {
-      this.alert(explainMediaError(error, "camera"));
-    }
-    this.sendMediaState();
-    this.fillDevices();
-  }
-
-  async toggleScreen() {
-    if (this.media.screen) return this.stopScreen();
-    try {
-      const track = await this.media.startScreen();
-      await this.eachPeer((peer) => peer.replaceTrack("video", track));
-    } catch (error) {
-      if (error.name !== "NotAllowedError") this.alert(explainMediaError(error, "screen"));
-      return undefined;
-    }
-    this.sendMediaState();
-    return undefined;
-  }
-
-  async stopScreen() {
-    this.media.stopScreen();
-    await this.eachPeer((peer) => peer.replaceTrack("video", this.media.camera));
-    this.sendMediaState();
-  }
-
-  async eachPeer(action) {
-    await Promise.all([...this.peers.values()].map((peer) => action(peer).catch((error) => console.error(error))));
-  }
-
-  toggleDevices() {
-    const panel = $("#devices");
-    panel.hidden = !panel.hidden;
-    $("#toggle-devices").setAttribute("aria-expanded", String(!panel.hidden));
-    if (!panel.hidden) this.fillDevices();
-  }
-
-  async fillDevices() {
-    const devices = await this.media.devices();
-    const fill = (select, kind, current) => {
-      const list = devices.filter((d) => d.kind === kind);
-      select.replaceChildren(...list.map((device, index) => {
-        const option = new Option(device.label || `${kind.replace("input", "").replace("output", "")} ${index + 1}`, device.deviceId);
-        option.selected = device.deviceId === current;
-        return option;
-      }));
-      select.disabled = list.length === 0;
-    };
-    fill($("#select-mic"), "audioinput", this.media.mic && this.media.mic.getSettings().deviceId);
-    fill($("#select-camera"), "videoinput", this.media.camera && this.media.camera.getSettings().deviceId);
-    const canPickSpeaker = "setSinkId" in HTMLMediaElement.prototype && devices.some((d) => d.kind === "audiooutput");
-    $("#speaker-field").hidden = !canPickSpeaker;
-    if (canPickSpeaker) fill($("#select-speaker"), "audiooutput", this.speakerId || "default");
-  }
-
-  async switchDevice(kind, deviceId) {
-    try {
-      const track = await this.media.setDevice(kind, deviceId);
-      if (kind === "audio" || !this.media.screen) await this.eachPeer((peer) => peer.replaceTrack(kind, track));
-    } catch (error) {
-      this.alert(explainMediaError(error, kind === "audio" ? "microphone" : "camera"));
-    }
-    this.sendMediaState();
-  }
-
-  async switchSpeaker(deviceId) {
-    this.speakerId = deviceId;
-    for (const video of document.querySelectorAll(".tile:not(.local) video")) {
-      if (video.setSinkId) await video.setSinkId(deviceId).catch((error) => this.alert(error.message));
-    }
-  }
-
-  // --- Chat ------------------------------------------------------------------------------------
-
-  sendChat() {
-    const input = $("#chat-input");
-    const text = input.value.trim();
-    if (!text) return;
-    let delivered = 0;
-    for (const peer of this.peers.values()) if (peer.sendChat({ text })) delivered += 1;
-    this.showChat("You", text, "local", delivered === 0 && this.peers.size > 0 ? "not delivered: nobody connected yet" : "");
-    input.value = "";
-  }
-
-  showChat(who, text, from, note = "") {
-    const item = document.createElement("li");
-    item.dataset.from = from;
-    const name = document.createElement("strong");
-    name.textContent = who;
-    const body = document.createElement("span");
-    body.className = "chat-text";
-    body.textContent = text;
-    item.append(name, " ", body);
-    if (note) {
-      const small = document.createElement("small");
-      small.className = "muted";
-      small.textContent = ` (${note})`;
-      item.append(small);
-    }
-    const log = $("#chat-log");
-    log.append(item);
-    log.scrollTop = log.scrollHeight;
   }
 
   // --- Hooks for tests and for debugging from the console ----------------------------------------

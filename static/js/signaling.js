@@ -1,7 +1,12 @@
-// The signaling socket: /ws/rooms/<slug>/, JSON frames, keep-alive pings, reconnection with backoff.
+// The signaling socket: /ws/rooms/<slug>/, JSON frames, liveness pings, reconnection with backoff, and an outbox
+// for the frames the page sends while the socket is down (sent after a resume, dropped after a fresh join).
 
-const PING_SECONDS = 20;
-const MAX_BACKOFF_MS = 15000;
+const PING_MS = 10000;         // a ping every 10 s once welcomed...
+const PONG_MS = 5000;          // ...and the socket is dead when nothing at all arrives within 5 s of one
+const WELCOME_MS = 10000;      // a connection that has not welcomed us by then is given up (server hung)
+const FIRST_BACKOFF_MS = 500;  // after the first retry, which is immediate: 0.5 s, 1 s, 2 s ... 10 s, with jitter
+const MAX_BACKOFF_MS = 10000;
+const OUTBOX_LIMIT = 500;
 
 // Close codes of the protocol. `retry` says whether a new connection can help.
 export const CLOSE_REASONS = {
@@ -16,6 +21,7 @@ export const CLOSE_REASONS = {
           inCall: "The room was deleted." },
   4408: { retry: true, message: "The server stopped hearing from this page." },
   4409: { retry: false, message: "The room is full." },
+  4410: { retry: false, message: "You are in this call from another tab or device now, so this page left it." },
   4429: { retry: true, message: "This page sent too many messages." },
 };
 
@@ -26,74 +32,141 @@ export function describeClose(code, { inCall = false } = {}) {
   return inCall && known.inCall ? { ...known, message: known.inCall } : known;
 }
 
+/** Milliseconds to wait before reconnection attempt number `attempt` (1 is the first after a loss). */
+export function backoff(attempt) {
+  if (attempt <= 1) return 0;
+  return Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (attempt - 2)) * (0.75 + Math.random() / 2);
+}
+
 export class Signaling extends EventTarget {
+  /** @param {string | (() => string)} url  a function is asked again before every attempt (resume parameters) */
   constructor(url) {
     super();
     this.url = url;
     this.socket = null;
-    this.attempt = 0;
+    this.attempt = 0;      // attempts since the last welcome
     this.stopped = false;
-    this.pingTimer = null;
-    this.retryTimer = null;
+    this.welcomed = false;
+    this.outbox = [];
+    this.timers = {};
   }
+
+  get up() { return Boolean(this.socket && this.welcomed && this.socket.readyState === WebSocket.OPEN); }
 
   connect() {
     this.stopped = false;
-    clearTimeout(this.retryTimer);
-    const socket = new WebSocket(this.url);
+    this.clearTimers();
+    const url = typeof this.url === "function" ? this.url() : this.url;
+    const socket = new WebSocket(url);
     this.socket = socket;
-    socket.addEventListener("open", () => {
-      this.emit("open", {});
-      this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_SECONDS * 1000);
-    });
+    this.welcomed = false;
+    this.emit("connecting", { attempt: this.attempt + 1, url });
+    this.timers.welcome = setTimeout(() => this.socket === socket && this.drop(), WELCOME_MS);
+    socket.addEventListener("open", () => this.socket === socket && this.emit("open", {}));
     socket.addEventListener("message", (event) => {
+      if (this.socket !== socket) return;
+      clearTimeout(this.timers.pong); // any frame at all shows the socket is alive
       let frame;
       try { frame = JSON.parse(event.data); } catch { console.warn("signaling: not JSON", event.data); return; }
-      if (frame && typeof frame.type === "string") this.emit("frame", frame);
+      if (!frame || typeof frame.type !== "string") return;
+      if (frame.type === "welcome") this.onWelcome(frame);
+      this.emit("frame", frame);
     });
-    socket.addEventListener("close", (event) => {
-      if (this.socket !== socket) return;
-      clearInterval(this.pingTimer);
-      this.socket = null;
-      // After drop() the server echoes whatever it likes (often 1000): it is still a drop.
-      const reason = this.dropping ? describeClose(1006) : describeClose(event.code, { inCall: this.welcomed });
-      this.dropping = false;
-      if (this.welcomed) this.attempt = 0;  // a call that worked starts its backoff afresh
-      this.welcomed = false;
-      if (this.stopped || !reason.retry) {
-        this.emit("closed", { code: event.code, message: reason.message, final: true });
-        return;
-      }
-      // Exponential backoff with jitter: 0.5 s, 1 s, 2 s ... up to 15 s.
-      const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt) * (0.75 + Math.random() / 2);
-      this.attempt += 1;
-      this.emit("closed", { code: event.code, message: reason.message, final: false, retryIn: delay });
-      this.retryTimer = setTimeout(() => this.connect(), delay);
-    });
+    socket.addEventListener("close", (event) => this.onClose(socket, event.code));
   }
 
-  markWelcomed() { this.welcomed = true; }
+  onWelcome(frame) {
+    clearTimeout(this.timers.welcome);
+    this.welcomed = true;
+    this.attempt = 0; // a connection that worked starts its backoff afresh
+    // After a resume the server still knows every peer we address: send what waited. After a fresh join the
+    // queued frames belong to connections the page is about to replace.
+    const queued = this.outbox;
+    this.outbox = [];
+    if (frame.resumed === true) for (const item of queued) this.transmit(item);
+    clearInterval(this.timers.ping);
+    this.timers.ping = setInterval(() => this.ping(), PING_MS);
+  }
 
+  ping() {
+    if (!this.transmit({ type: "ping" })) return;
+    clearTimeout(this.timers.pong);
+    const socket = this.socket;
+    this.timers.pong = setTimeout(() => {
+      if (this.socket !== socket) return;
+      console.warn("signaling: no answer to a ping within 5 s, reconnecting");
+      this.drop();
+    }, PONG_MS);
+  }
+
+  onClose(socket, code) {
+    if (this.socket !== socket) return;
+    this.clearTimers();
+    this.socket = null;
+    const wasWelcomed = this.welcomed;
+    this.welcomed = false;
+    // After drop() the server echoes whatever it likes (often 1000): it is still a drop.
+    const reason = this.dropping ? describeClose(1006) : describeClose(code, { inCall: wasWelcomed });
+    this.dropping = false;
+    if (this.stopped || !reason.retry) {
+      this.outbox = [];
+      this.emit("closed", { code, message: reason.message, final: true });
+      return;
+    }
+    this.attempt += 1;
+    const delay = backoff(this.attempt);
+    this.emit("closed", { code, message: reason.message, final: false, retryIn: delay, attempt: this.attempt });
+    this.timers.retry = setTimeout(() => this.connect(), delay);
+  }
+
+  /** Send a frame now, or keep it for after the next resume when the socket is down. */
   send(frame) {
-    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
-      this.socket.send(JSON.stringify(frame));
-      return true;
+    if (this.up) return this.transmit(frame);
+    if (!this.stopped) {
+      this.outbox.push(frame);
+      if (this.outbox.length > OUTBOX_LIMIT) this.outbox.shift();
     }
     return false;
   }
 
+  transmit(frame) {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /** The user leaves: end the participation at once (`leave`), then close cleanly. */
+  leave() {
+    if (this.up) this.transmit({ type: "leave" });
+    this.close(1000);
+  }
+
   close(code = 1000) {
     this.stopped = true;
-    clearTimeout(this.retryTimer);
-    clearInterval(this.pingTimer);
+    this.outbox = [];
+    this.clearTimers();
     if (this.socket) this.socket.close(code);
   }
 
-  /** Drop the socket as a network failure would (tests and the "reconnect now" button use it). */
+  /** The page is going away (reload, closed tab): no reconnection, and no `leave` either; the browser closes the
+   * socket with the page, so that the server keeps the participation for a resume. */
+  stop() {
+    this.stopped = true;
+    this.clearTimers();
+  }
+
+  /** Drop the socket as a network failure would (tests, and the liveness check, use it). */
   drop() {
     if (!this.socket) return;
     this.dropping = true;
     this.socket.close(4000);
+  }
+
+  clearTimers() {
+    clearTimeout(this.timers.retry);
+    clearTimeout(this.timers.welcome);
+    clearTimeout(this.timers.pong);
+    clearInterval(this.timers.ping);
   }
 
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
