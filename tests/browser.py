@@ -260,9 +260,11 @@ class Browsers:
         await sync_to_async(connections.close_all)()
 
     async def wait_for_server_to_record_leaves(self, timeout: float = 10.0) -> None:
-        """Closing the pages makes the server record their leaves; the database flush after the test must not
-        race those writes (on PostgreSQL, TRUNCATE against a leave holding row locks deadlocks)."""
-        still_live = sync_to_async(CallParticipant.objects.filter(left_at__isnull=True).exists)
+        """Closing the pages makes the server record their suspensions (a closed page may still resume); the
+        database flush after the test must not race those writes (on PostgreSQL, TRUNCATE against a write holding
+        row locks deadlocks)."""
+        still_live = sync_to_async(CallParticipant.objects.filter(left_at__isnull=True,
+                                                                  suspended_at__isnull=True).exists)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while await still_live() and loop.time() < deadline:
@@ -297,7 +299,8 @@ async def own_browsers(browser, own_server, request):
 def _time_out_live_participants() -> None:
     from django.utils import timezone
 
-    CallParticipant.objects.filter(left_at__isnull=True).update(left_at=timezone.now(), leave_reason="timed-out")
+    CallParticipant.objects.filter(left_at__isnull=True).update(left_at=timezone.now(), leave_reason="timed-out",
+                                                                    suspended_at=None)
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -116,17 +116,23 @@ async def test_leave_sends_leave_then_closes_cleanly_and_the_other_sees_left(bro
     assert len(tap.urls) == 1
 
 
-async def test_a_reload_is_no_leave(browsers, alice, bob, password, private_room):
+async def test_a_reload_resumes_the_same_participation(browsers, alice, bob, password, private_room):
     tap = SocketTap()
     alice_page, alice_peer, bob_page, bob_peer = await two_in_a_call(browsers, private_room, alice, bob, password,
                                                                      tap_second=tap)
     await bob_page.reload()
-    await bob_page.wait_for_selector("#call[data-ready=true]")
-    await alice_page.wait_for_selector(tile(bob_peer), state="detached")  # today's server: a closed socket ends it
+    await bob_page.wait_for_selector("#call[data-state=joined]", timeout=30_000)
+    assert await bob_page.get_attribute("#call", "data-peer-id") == bob_peer  # the same participation
     assert "leave" not in tap.types_sent()
+    await wait_connected(alice_page, bob_peer)
+    await wait_connected(bob_page, alice_peer)
+    assert await alice_page.locator('#call-events li[data-type="peer-left"]').count() == 0  # never "left"
+    assert await alice_page.locator(tile(bob_peer)).count() == 1
+    rows = await sync_to_async(lambda: list(CallParticipant.objects.filter(user=bob)))()
+    assert len(rows) == 1 and rows[0].reconnects == 1
 
 
-async def test_a_killed_server_shows_the_banner_and_the_call_comes_back(own_browsers, own_server, alice, bob,
+async def test_a_killed_server_shows_the_banner_and_the_call_resumes(own_browsers, own_server, alice, bob,
                                                                          password, private_room):
     alice_page, alice_peer, bob_page, bob_peer = await two_in_a_call(own_browsers, private_room, alice, bob,
                                                                      password)
@@ -149,17 +155,15 @@ async def test_a_killed_server_shows_the_banner_and_the_call_comes_back(own_brow
     for page in (alice_page, bob_page):
         await page.wait_for_selector("#call[data-state=joined]", timeout=30_000)
         await page.locator("#call-banner").wait_for(state="hidden")
-    # Today's server has no resume: both joined afresh, as new peers, and found each other again.
-    new_alice = await alice_page.get_attribute("#call", "data-peer-id")
-    new_bob = await bob_page.get_attribute("#call", "data-peer-id")
-    assert new_alice != alice_peer and new_bob != bob_peer
-    await wait_connected(alice_page, new_bob)
-    await wait_connected(bob_page, new_alice)
-    await wait_video_playing(alice_page, new_bob)
-    await wait_video_playing(bob_page, new_alice)
-    # Neither page calls its own former self, which the killed server left in the call.
-    assert await alice_page.locator(tile(alice_peer)).count() == 0
-    assert await bob_page.locator(tile(bob_peer)).count() == 0
+    # Both resumed their participations: the same peer ids, and nobody was ever shown as having left.
+    assert await alice_page.get_attribute("#call", "data-peer-id") == alice_peer
+    assert await bob_page.get_attribute("#call", "data-peer-id") == bob_peer
+    await wait_connected(alice_page, bob_peer)
+    await wait_connected(bob_page, alice_peer)
+    await wait_frames_grow(alice_page, bob_peer)
+    await wait_frames_grow(bob_page, alice_peer)
+    for page in (alice_page, bob_page):
+        assert await page.locator('#call-events li[data-type="peer-left"]').count() == 0
 
 
 async def test_a_socket_that_goes_silent_is_given_up_and_replaced(browsers, alice, bob, password, private_room):
