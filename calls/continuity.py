@@ -58,8 +58,9 @@ def resume_participation(*, participant_id: int, token: str, relay_node: str, la
     """Move a suspended participation onto a new socket of `relay_node`: rotate the token, count the reconnect,
     and hand back the frames to replay after `last_seq`. None when the token is no longer this
     participation's (it resumed elsewhere meanwhile, or it ended)."""
-    participant = CallParticipant.objects.select_for_update().select_related("call__room", "user").filter(
-        pk=participant_id, left_at__isnull=True, resume_token_hash=hash_resume_token(token)).first()
+    rows = CallParticipant.objects.select_for_update(of=("self",)).select_related("call__room", "user")
+    participant = rows.filter(pk=participant_id, left_at__isnull=True,
+                              resume_token_hash=hash_resume_token(token)).first()
     if participant is None:
         return None
     frames, complete = replay_after(participant=participant, last_seq=last_seq, buffer_frames=buffer_frames,

@@ -84,6 +84,12 @@ class ServerProcess:
         if getattr(self, "log", None):
             self.log.close()
 
+    def kill(self) -> None:
+        """`kill -9`: the process dies with its sockets, recording nothing."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
     def __enter__(self) -> "ServerProcess":
         return self.start()
 

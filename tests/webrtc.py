@@ -29,18 +29,38 @@ class WebRTCPeer:
         self.connections: dict[str, RTCPeerConnection] = {}
         self.messages: asyncio.Queue = asyncio.Queue()  # data channel messages received
         self.channels: dict[str, object] = {}
-        self.events: list[dict] = []  # presence frames seen (peer-joined, peer-left, media-state)
+        self.events: list[dict] = []  # presence frames seen (peer-joined, peer-left, peer-state, media-state)
         self.errors: list[dict] = []
+        self.received: list[dict] = []  # every numbered frame, as it came (with its seq)
+        self.last_seq = 0
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> "WebRTCPeer":
-        self.ws = await websockets.connect(self.ws_url, open_timeout=TIMEOUT)
-        self.welcome = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
-        assert self.welcome["type"] == "welcome", self.welcome
-        self._task = asyncio.create_task(self._listen())
+        await self._open(self.ws_url)
         for peer in self.welcome["peers"]:
             await self._offer_to(peer["peer_id"])
         return self
+
+    async def _open(self, url: str) -> None:
+        self.ws = await websockets.connect(url, open_timeout=TIMEOUT)
+        self.welcome = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
+        assert self.welcome["type"] == "welcome", self.welcome
+        self._task = asyncio.create_task(self._listen())
+
+    async def drop(self) -> None:
+        """The signaling connection is lost (TCP reset, no close frame); the peer connections stay up."""
+        self.ws.transport.abort()
+        if self._task:
+            with suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, TIMEOUT)
+
+    async def resume(self, ws_url: str) -> dict:
+        """Reconnect the signaling socket to `ws_url` (a fresh ticket's), resuming the participation."""
+        token = self.welcome["resume_token"]
+        await self._open(f"{ws_url}&resume={token}&last_seq={self.last_seq}")
+        if not self.welcome["resumed"]:
+            self.last_seq = 0
+        return self.welcome
 
     async def __aexit__(self, *exc) -> None:
         for pc in self.connections.values():
@@ -86,6 +106,10 @@ class WebRTCPeer:
     async def _listen(self) -> None:
         async for text in self.ws:
             frame = json.loads(text)
+            if "seq" in frame:
+                assert frame["seq"] == self.last_seq + 1, (frame, self.last_seq)
+                self.last_seq = frame["seq"]
+                self.received.append(frame)
             kind = frame["type"]
             if kind == "offer":
                 pc = self._connection(frame["from"])
