@@ -167,7 +167,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 user = tickets.redeem_ticket(ticket=ticket, room_slug=self.room_slug)
             except Exception:  # the cache (Redis) is down: the ticket cannot be checked
                 logger.exception("signaling: a ticket could not be redeemed")
-                raise JoinRefused(CloseCode.TRY_AGAIN_LATER, "Try again in a moment.") from None
+                raise JoinRefused(CloseCode.UNAVAILABLE, "Try again in a moment.") from None
         else:
             user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -351,7 +351,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
     async def shut_down(self) -> None:
         await self.suspend(Reason.SERVER_SHUTDOWN)
-        await self.close(code=CloseCode.SERVICE_RESTART, reason="server restarting")
+        await self.close(code=CloseCode.RESTARTING, reason="server restarting")
 
     # --- leaving and suspending ------------------------------------------------------------------------
 

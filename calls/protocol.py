@@ -17,14 +17,15 @@ class CloseCode(IntEnum):
     NORMAL = 1000  # the client said goodbye
     GOING_AWAY = 1001  # the client navigated away or closed the tab
     SERVER_ERROR = 1011  # a handler failed: only this socket is closed, and it is logged
-    SERVICE_RESTART = 1012  # the server process is stopping: resume (another process will take you)
-    TRY_AGAIN_LATER = 1013  # a service the join needs (Redis) is down: try again shortly
+    SERVICE_RESTART = 1012  # uvicorn's own close when it stops: resume (another process will take you)
     NOT_AUTHENTICATED = 4401
     FORBIDDEN = 4403  # not allowed to join, or kicked
     NOT_FOUND = 4404  # no such room, or a private room the user does not belong to
     TIMED_OUT = 4408
     ROOM_FULL = 4409
     REPLACED = 4410  # the participation continues on another socket (a resume): do not reconnect
+    RESTARTING = 4012  # Parley's close when its server process stops (daphne cannot send 1012): resume at once
+    UNAVAILABLE = 4503  # a service the join needs (Redis, to check a ticket) is down: try again shortly
     FLOODING = 4429
 
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from calls import protocol
 
@@ -175,7 +176,11 @@ class Node:
 
     async def _send_batch(self, node: str, items: list[Item]) -> None:
         try:
-            await self.layer.send(node, {"type": BATCH, "items": items})
+            try:
+                await self.layer.send(node, {"type": BATCH, "items": items})
+            except (ConnectionError, OSError, RedisConnectionError):
+                # A pooled connection that died with a Redis restart fails once; a fresh one may not.
+                await self.layer.send(node, {"type": BATCH, "items": items})
             return
         except ChannelFull:
             logger.warning("relay channel %s is full: %d items undeliverable", node, len(items))

@@ -248,8 +248,8 @@ REST_FRAMEWORK = {
     # The client address of throttles: REMOTE_ADDR, or behind the proxy the last X-Forwarded-For entry.
     "NUM_PROXIES": 1 if PARLEY_BEHIND_PROXY else 0,
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "calls.throttling.AnonRateThrottle",
+        "calls.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("PARLEY_THROTTLE_ANON", "60/minute"),

@@ -14,6 +14,8 @@ export const CLOSE_REASONS = {
   1006: { retry: true, message: "The connection to the server dropped." },
   1011: { retry: true, message: "The server had a problem." },
   1012: { retry: true, message: "The server is restarting." },
+  4012: { retry: true, message: "The server is restarting." },
+  4503: { retry: true, message: "The server is busy. Trying again..." },
   4401: { retry: false, message: "You are not logged in any more. Log in again to join." },
   4403: { retry: false, message: "You are not allowed in this call, or you were removed from it.",
           inCall: "You were removed from the call by the room's owner or a moderator, or the room was locked." },
