@@ -1,4 +1,4 @@
-"""Helpers shared by the test files: waiting for what another process writes, and data set up for tests."""
+"""Helpers shared by the test files: waiting for what another process writes, and calls set up through services."""
 
 import asyncio
 import inspect
@@ -9,7 +9,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from calls import services
-from calls.models import CallParticipant, Invite
+from calls.models import Call, CallParticipant, Invite
+from calls.services import Reason
 
 
 async def eventually(predicate, timeout: float = 5, interval: float = 0.05):
@@ -34,6 +35,17 @@ def in_call(room, user) -> CallParticipant:
     """The user joins the room's live call, as the signaling consumer makes them join (no socket)."""
     joined = services.join_call(room_slug=room.slug, user=user, peer_id=str(uuid.uuid4()), relay_node="test-node")
     return joined.participant
+
+
+def a_past_call(room, people, *, minutes_ago: float = 120, length: timedelta = timedelta(minutes=12)) -> Call:
+    """An ended call that everyone in `people` took part in from start to end (the first one started it)."""
+    started = timezone.now() - timedelta(minutes=minutes_ago)
+    call = Call.objects.create(room=room, room_name=room.name, started_by=people[0], started_at=started,
+                               ended_at=started + length)
+    for person in people:
+        CallParticipant.objects.create(call=call, user=person, joined_at=started, left_at=started + length,
+                                       leave_reason=Reason.LEFT, user_agent="pytest")
+    return call
 
 
 def an_invite(room, **fields) -> Invite:
