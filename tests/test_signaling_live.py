@@ -116,11 +116,29 @@ async def test_a_server_restart_is_recorded_and_announced(two_servers, public_ro
             await asyncio.to_thread(second.stop)  # SIGTERM, as a deployment restarts a process
             assert await recv(a) == {"type": "peer-left", "peer_id": welcome_b["peer_id"],
                                      "reason": "server-shutdown"}
-            with pytest.raises(websockets.ConnectionClosed) as closed:
+            with pytest.raises(websockets.ConnectionClosed):
                 await asyncio.wait_for(b.recv(), 10)
-            assert closed.value.rcvd is None or closed.value.rcvd.code == 1012
     row = await CallParticipant.objects.aget(peer_id=welcome_b["peer_id"])
     assert row.leave_reason == "server-shutdown"
+
+
+@pytest.fixture
+def own_daphne(live_server_process):
+    """A daphne process of the test's own, to stop (the session's one serves the other tests)."""
+    with DaphneServer() as server:
+        yield server
+
+
+@pytest.mark.xfail(strict=True, reason="Known bug, reported: a daphne process stopped with SIGTERM drops its "
+                   "sockets without the 1012 close frame that docs/signaling.md promises.")
+async def test_a_stopping_daphne_closes_its_sockets_with_1012(own_daphne, public_room, alice):
+    """docs/signaling.md: 1012 tells a client to reconnect at once (a dropped connection: with backoff)."""
+    async with websockets.connect(await ws_url(own_daphne, alice, public_room)) as ws:
+        await recv(ws)
+        await asyncio.to_thread(own_daphne.stop)  # SIGTERM, as a deployment restarts a process
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
 
 
 async def test_a_70_kib_frame_through_daphne_gets_too_large_and_the_socket_stays_open(live_server_process,
