@@ -50,4 +50,4 @@ def a_past_call(room, people, *, minutes_ago: float = 120, length: timedelta = t
 
 def an_invite(room, **fields) -> Invite:
     """An invite link to the room, valid for an hour unless `fields` say otherwise."""
-    return Invite.objects.create(room=room, expires_at=timezone.now() + timedelta(hours=1), **fields)
+    return Invite.objects.create(room=room, **{"expires_at": timezone.now() + timedelta(hours=1), **fields})
