@@ -1,16 +1,38 @@
-"""Helpers shared by the test files: waiting for what another process writes, and calls set up through services."""
+"""Helpers shared by the test files: what is missing, API clients, waiting for what another process writes, and
+data set up for tests."""
 
 import asyncio
 import inspect
+import os
 import time
 import uuid
 from datetime import timedelta
+from typing import NoReturn
 
+import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from calls import services
 from calls.models import Call, CallParticipant, Invite
 from calls.services import Reason
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(message: str) -> NoReturn:
+    """Something a test needs is missing (a service, a program): skip locally; in CI that is a failure."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def api_as(user) -> APIClient:
+    """A REST API client authenticated as the user (None: anonymous)."""
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
 
 
 async def eventually(predicate, timeout: float = 5, interval: float = 0.05):
