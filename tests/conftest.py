@@ -7,7 +7,7 @@ from django.core.cache import cache
 
 from calls import services
 from tests.helpers import IN_CI as IN_CI  # re-exported: tests import it from here
-from tests.helpers import unavailable
+from tests.helpers import api_as, unavailable
 
 # Playwright fixtures (browser, browsers) for the tests marked `browser`.
 pytest_plugins = ["tests.browser"]
@@ -49,9 +49,7 @@ def _fast_password_hashing(request, settings):
 
 @pytest.fixture
 def api():  # a REST API client, anonymous until the test logs in or sets credentials
-    from rest_framework.test import APIClient
-
-    return APIClient()
+    return api_as(None)
 
 
 @pytest.fixture
