@@ -20,9 +20,9 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from calls.models import CallParticipant
+from tests.helpers import unavailable
 from tests.servers import DaphneServer
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = os.environ.get("PARLEY_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Measured on these machines (docs in ../shared/TESTING-WEBRTC.md): fake camera and microphone, granted without a
@@ -187,16 +187,11 @@ def pytest_runtest_makereport(item, call):
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser():
     if not os.access(CHROMIUM, os.X_OK):
-        message = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{CHROMIUM} is missing: apt-get install -y chromium")
     try:
         from playwright.async_api import async_playwright
     except ImportError as error:
-        if IN_CI:
-            pytest.fail(f"playwright is not installed: {error}")
-        pytest.skip(f"playwright is not installed: {error}")
+        unavailable(f"playwright is not installed: {error}")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser

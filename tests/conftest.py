@@ -6,8 +6,8 @@ import pytest
 from django.core.cache import cache
 
 from calls import services
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
+from tests.helpers import IN_CI as IN_CI  # re-exported: tests import it from here
+from tests.helpers import api_as, unavailable
 
 # Playwright fixtures (browser, browsers) for the tests marked `browser`.
 pytest_plugins = ["tests.browser"]
@@ -19,10 +19,7 @@ def require_service(name: str, url: str) -> None:
     try:
         socket.create_connection((parsed.hostname, parsed.port), timeout=2).close()
     except OSError as error:
-        message = f"{name} at {parsed.hostname}:{parsed.port} is not answering: {error}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} at {parsed.hostname}:{parsed.port} is not answering: {error}")
 
 
 @pytest.fixture
@@ -48,6 +45,11 @@ def _fast_password_hashing(request, settings):
     """
     if request.node.get_closest_marker("browser") is None:
         settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def api():  # a REST API client, anonymous until the test logs in or sets credentials
+    return api_as(None)
 
 
 @pytest.fixture
@@ -110,23 +112,27 @@ def public_room(alice, bob, carol):
     return room_of_the_world(name="Town hall", visibility="public", owner=alice, moderator=carol, member=bob)
 
 
-# Extra people, for the tests that need a second one of a role.
+# Extra people, for the tests that need a second one of a role. They have it in both rooms.
 
 
 @pytest.fixture
-def another_member(django_user_model, password, alice, room, public_room):  # dave: a member of both rooms too
-    dave = django_user_model.objects.create_user("dave", password=password)
-    for each in (room, public_room):
-        services.add_member(by=alice, room=each, user=dave, role=services.Role.MEMBER)
-    return dave
+def another_member(extra_person):  # dave: a member of both rooms too
+    return extra_person("dave", services.Role.MEMBER)
 
 
 @pytest.fixture
-def another_moderator(django_user_model, password, alice, room, public_room):  # frank: moderates both rooms too
-    frank = django_user_model.objects.create_user("frank", password=password)
-    for each in (room, public_room):
-        services.add_member(by=alice, room=each, user=frank, role=services.Role.MODERATOR)
-    return frank
+def another_moderator(extra_person):  # frank: a moderator of both rooms too
+    return extra_person("frank", services.Role.MODERATOR)
+
+
+@pytest.fixture
+def extra_person(django_user_model, password, alice, room, public_room):
+    def add(username: str, role: str):
+        user = django_user_model.objects.create_user(username, password=password)
+        for each in (room, public_room):
+            services.add_member(by=alice, room=each, user=user, role=role)
+        return user
+    return add
 
 
 # --- Servers, channel layers, sockets --------------------------------------------------------------

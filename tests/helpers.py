@@ -1,15 +1,38 @@
-"""Helpers shared by the test files: waiting for what another process writes, and data set up for tests."""
+"""Helpers shared by the test files: what is missing, API clients, waiting for what another process writes, and
+data set up for tests."""
 
 import asyncio
 import inspect
+import os
 import time
 import uuid
 from datetime import timedelta
+from typing import NoReturn
 
+import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from calls import services
-from calls.models import CallParticipant, Invite
+from calls.models import Call, CallParticipant, Invite
+from calls.services import Reason
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(message: str) -> NoReturn:
+    """Something a test needs is missing (a service, a program): skip locally; in CI that is a failure."""
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def api_as(user) -> APIClient:
+    """A REST API client authenticated as the user (None: anonymous)."""
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
 
 
 async def eventually(predicate, timeout: float = 5, interval: float = 0.05):
@@ -36,6 +59,17 @@ def in_call(room, user) -> CallParticipant:
     return joined.participant
 
 
+def a_past_call(room, people, *, minutes_ago: float = 120, length: timedelta = timedelta(minutes=12)) -> Call:
+    """An ended call that everyone in `people` took part in from start to end (the first one started it)."""
+    started = timezone.now() - timedelta(minutes=minutes_ago)
+    call = Call.objects.create(room=room, room_name=room.name, started_by=people[0], started_at=started,
+                               ended_at=started + length)
+    for person in people:
+        CallParticipant.objects.create(call=call, user=person, joined_at=started, left_at=started + length,
+                                       leave_reason=Reason.LEFT, user_agent="pytest")
+    return call
+
+
 def an_invite(room, **fields) -> Invite:
     """An invite link to the room, valid for an hour unless `fields` say otherwise."""
-    return Invite.objects.create(room=room, expires_at=timezone.now() + timedelta(hours=1), **fields)
+    return Invite.objects.create(room=room, **{"expires_at": timezone.now() + timedelta(hours=1), **fields})

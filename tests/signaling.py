@@ -110,6 +110,16 @@ class Peers:
             peer.last_seq = 0
         return peer
 
+    async def together(self, room, *users) -> list[Peer]:
+        """The users join the room's call one after the other; each has read the `peer-joined` of every later one."""
+        joined: list[Peer] = []
+        for user in users:
+            peer = await self(user, room)
+            for earlier in joined:
+                assert (await earlier.receive_type("peer-joined"))["peer"]["peer_id"] == peer.peer_id
+            joined.append(peer)
+        return joined
+
     async def disconnect_all(self) -> None:
         """Disconnect, one by one, every socket whose application still runs (one that left is done)."""
         for peer in self.opened:

@@ -3,14 +3,8 @@ from django.core import mail
 from django.urls import reverse
 from rest_framework import status
 from rest_framework.authtoken.models import Token
-from rest_framework.test import APIClient
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def api():
-    return APIClient()
 
 
 def test_sign_up_creates_the_user_and_logs_them_in(client, django_user_model):

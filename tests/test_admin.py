@@ -1,15 +1,13 @@
 import csv
 import io
-from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
 from calls import services
-from calls.models import Call, CallParticipant
+from tests.helpers import a_past_call, in_call
 
 pytestmark = pytest.mark.django_db
 
@@ -20,17 +18,8 @@ def operator(client, admin_user):
     return client
 
 
-def make_ended_call(room, users, minutes_ago=30, length=timedelta(minutes=12)):
-    start = timezone.now() - timedelta(minutes=minutes_ago)
-    call = Call.objects.create(room=room, started_by=users[0], started_at=start, ended_at=start + length)
-    for user in users:
-        CallParticipant.objects.create(call=call, user=user, joined_at=start, left_at=start + length,
-                                       leave_reason="left", user_agent="pytest")
-    return call
-
-
 def test_call_list_shows_room_times_duration_and_participants(operator, public_room, alice, bob):
-    make_ended_call(public_room, [alice, bob])
+    a_past_call(public_room, [alice, bob])
     response = operator.get(reverse("admin:calls_call_changelist"))
     assert response.status_code == 200
     row = response.context["cl"].result_list[0]
@@ -46,35 +35,37 @@ def test_call_list_makes_the_same_number_of_queries_for_many_calls(operator, ali
         return len(queries)
 
     room = services.create_room(owner=alice, name="Room 0")
-    make_ended_call(room, [alice, bob])
+    a_past_call(room, [alice, bob])
     few = count_queries()
     for i in range(1, 15):
-        make_ended_call(services.create_room(owner=alice, name=f"Room {i}"), [alice, bob], minutes_ago=30 + i)
+        a_past_call(services.create_room(owner=alice, name=f"Room {i}"), [alice, bob], minutes_ago=30 + i)
     assert count_queries() == few
 
 
-@pytest.mark.parametrize("query", ["?status=live", "?status=ended", "?q=alice", "?q=Town", "?started_at__year=2026"])
-def test_call_list_filters_and_search_render(operator, public_room, alice, bob, query):
-    make_ended_call(public_room, [alice, bob])
-    assert operator.get(reverse("admin:calls_call_changelist") + query).status_code == 200
+@pytest.fixture
+def two_calls(public_room, private_room, alice, bob, carol):
+    """An ended call in the public room (alice and bob), and a live one in the private room (carol)."""
+    return {"ended": a_past_call(public_room, [alice, bob]), "live": in_call(private_room, carol).call}
 
 
-def test_call_search_by_username_finds_each_call_once(operator, public_room, alice, bob):
-    call = make_ended_call(public_room, [alice, bob])
-    response = operator.get(reverse("admin:calls_call_changelist") + "?q=o")  # matches bob and the room name
-    assert list(response.context["cl"].result_list) == [call]
-
-
-def test_status_filter_separates_live_from_ended(operator, public_room, private_room, alice, bob):
-    ended = make_ended_call(private_room, [alice, bob])
-    live = Call.objects.create(room=public_room, started_by=alice)
-    live_list = operator.get(reverse("admin:calls_call_changelist") + "?status=live").context["cl"].result_list
-    ended_list = operator.get(reverse("admin:calls_call_changelist") + "?status=ended").context["cl"].result_list
-    assert (list(live_list), list(ended_list)) == ([live], [ended])
+@pytest.mark.parametrize(("query", "found"), [
+    ("?status=live", ["live"]),
+    ("?status=ended", ["ended"]),
+    ("?q=alice", ["ended"]),
+    ("?q=carol", ["live"]),
+    ("?q=Town", ["ended"]),  # the room's name
+    ("?q=board-room", ["live"]),  # the room's slug
+    ("?q=o", ["ended", "live"]),  # a username and the room's name of each: still each call once
+    ("?started_at__year=2000", []),
+])
+def test_call_list_filters_and_search_find_exactly_their_calls(operator, two_calls, query, found):
+    response = operator.get(reverse("admin:calls_call_changelist") + query)
+    assert response.status_code == 200
+    assert sorted(call.pk for call in response.context["cl"].result_list) == sorted(two_calls[k].pk for k in found)
 
 
 def test_call_page_shows_participants_read_only(operator, public_room, alice, bob):
-    call = make_ended_call(public_room, [alice, bob])
+    call = a_past_call(public_room, [alice, bob])
     response = operator.get(reverse("admin:calls_call_change", args=[call.pk]))
     assert response.status_code == 200
     body = response.content.decode()
@@ -87,19 +78,20 @@ def test_call_page_shows_participants_read_only(operator, public_room, alice, bo
 def test_room_page_renders_with_memberships_inline(operator, private_room):
     response = operator.get(reverse("admin:calls_room_change", args=[private_room.pk]))
     assert response.status_code == 200
-    assert "bob" in response.content.decode()
+    body = response.content.decode()
+    assert "bob" in body and "carol" in body
 
 
 @pytest.mark.parametrize("name", ["admin:accounts_user_changelist", "admin:calls_room_changelist",
                                   "admin:calls_callparticipant_changelist"])
 def test_other_changelists_render(operator, public_room, alice, bob, name):
-    make_ended_call(public_room, [alice, bob])
+    a_past_call(public_room, [alice, bob])
     assert operator.get(reverse(name)).status_code == 200
 
 
 def test_csv_export_lists_each_participant_of_the_selected_calls(operator, public_room, private_room, alice, bob):
-    chosen = make_ended_call(public_room, [alice, bob])
-    make_ended_call(private_room, [alice])
+    chosen = a_past_call(public_room, [alice, bob])
+    a_past_call(private_room, [alice])
     response = operator.post(reverse("admin:calls_call_changelist"),
                              {"action": "export_csv", "_selected_action": [chosen.pk]})
     assert response.status_code == 200

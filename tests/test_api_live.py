@@ -9,20 +9,14 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
-from rest_framework.test import APIClient
 
 from calls import relay, tickets
 from calls.models import Call, CallParticipant, Room
 from config.settings import channel_layer_for
+from tests.helpers import api_as
 from tests.servers import DaphneServer
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-def api_as(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 async def call_api(user, method: str, url: str, data: dict | None = None):
@@ -32,8 +26,7 @@ async def call_api(user, method: str, url: str, data: dict | None = None):
 
 async def test_a_moderator_kicks_a_peer_its_socket_closes_with_4403_and_the_others_hear_kicked(peers, room, alice,
                                                                                                 bob, carol):
-    a, b = await peers(alice, room), await peers(bob, room)
-    await a.receive_type("peer-joined")
+    a, b = await peers.together(room, alice, bob)
     response = await call_api(carol, "post", f"/api/rooms/{room.slug}/participants/{b.peer_id}/kick/")
     assert response.status_code == 204
     assert await b.closed_with() == 4403
@@ -42,8 +35,7 @@ async def test_a_moderator_kicks_a_peer_its_socket_closes_with_4403_and_the_othe
 
 
 async def test_a_member_cannot_kick_and_nobody_is_disconnected(peers, room, alice, bob):
-    a, b = await peers(alice, room), await peers(bob, room)
-    await a.receive_type("peer-joined")
+    a, b = await peers.together(room, alice, bob)
     response = await call_api(bob, "post", f"/api/rooms/{room.slug}/participants/{a.peer_id}/kick/")
     assert response.status_code == 403
     assert await a.nothing() and await b.nothing()
@@ -64,11 +56,7 @@ async def test_deleting_a_room_closes_every_socket_with_4404_and_keeps_its_call_
 
 
 async def test_locking_a_room_closes_members_with_4403_and_keeps_moderators(peers, room, alice, bob, carol):
-    a = await peers(alice, room)
-    b = await peers(bob, room)
-    c = await peers(carol, room)
-    for peer in (a, a, b):
-        await peer.receive_type("peer-joined")
+    a, b, c = await peers.together(room, alice, bob, carol)
     response = await call_api(carol, "patch", f"/api/rooms/{room.slug}/", {"locked": True})
     assert response.status_code == 200 and response.json()["participant_count"] == 2
     assert await b.closed_with() == 4403

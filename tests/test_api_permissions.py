@@ -5,9 +5,8 @@ exist for the first two: 401 for anonymous (on every endpoint), 404 for the outs
 """
 
 import pytest
-from rest_framework.test import APIClient
 
-from tests.helpers import an_invite, in_call
+from tests.helpers import an_invite, api_as, in_call
 
 pytestmark = pytest.mark.django_db
 
@@ -99,12 +98,9 @@ def cases(table: dict, visibility: str):
 @pytest.mark.parametrize(("visibility", "action", "persona", "expected"),
                          [*cases(PRIVATE, "private"), *cases(PUBLIC, "public")])
 def test_permission_matrix(world, newcomer, visibility, action, persona, expected):
-    client, me = APIClient(), "nobody"
-    if persona != "anonymous":
-        client.force_authenticate(world["users"][persona])
-        me = world["users"][persona].username
+    user = world["users"].get(persona)  # None: anonymous
     room = world["rooms"][visibility]
-    response = request(client, action, room, me)
+    response = request(api_as(user), action, room, user.username if user else "nobody")
     assert response.status_code == expected, response.content
     if expected in (401, 403, 404):
         assert set(response.json()) == {"detail"}
@@ -112,8 +108,7 @@ def test_permission_matrix(world, newcomer, visibility, action, persona, expecte
 
 
 def test_nothing_of_a_private_room_leaks_into_an_outsider_s_lists(world, mallory):
-    client = APIClient()
-    client.force_authenticate(mallory)
+    client = api_as(mallory)
     private = world["rooms"]["private"]["room"]
     for url in ("/api/rooms/", "/api/rooms/?mine=true", "/api/rooms/?visibility=private", "/api/calls/",
                 "/api/rooms/?search=board"):
@@ -122,8 +117,7 @@ def test_nothing_of_a_private_room_leaks_into_an_outsider_s_lists(world, mallory
 
 
 def test_an_outsider_in_a_public_room_s_call_sees_no_private_room_or_email(world, mallory):
-    client = APIClient()
-    client.force_authenticate(mallory)
+    client = api_as(mallory)
     public = world["rooms"]["public"]["room"]
     body = client.get(f"/api/rooms/{public.slug}/").json()
     assert body["role"] is None and "email" not in body["owner"]

@@ -5,10 +5,9 @@ from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.utils import timezone
 
 from calls import services
-from calls.models import Call, CallParticipant
+from tests.helpers import a_past_call
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session"), pytest.mark.django_db(transaction=True)]
 
@@ -22,21 +21,11 @@ async def test_room_page_offers_to_join_with_labelled_controls(browsers, alice, 
     assert await page.get_by_role("checkbox", name="Camera").is_checked()
 
 
-def a_past_call(room, people, *, minutes: int):
-    started = timezone.now() - timedelta(hours=2)
-    call = Call.objects.create(room=room, room_name=room.name, started_by=people[0], started_at=started,
-                               ended_at=started + timedelta(minutes=minutes))
-    for person in people:
-        CallParticipant.objects.create(call=call, user=person, joined_at=started,
-                                       left_at=started + timedelta(minutes=minutes), leave_reason="left")
-    return call
-
-
 async def test_my_calls_lists_past_calls_with_duration_and_people(browsers, alice, bob, mallory, password,
                                                                    private_room):
-    await sync_to_async(a_past_call)(private_room, [alice, bob], minutes=5)
+    await sync_to_async(a_past_call)(private_room, [alice, bob], length=timedelta(minutes=5))
     other_room = await sync_to_async(services.create_room)(owner=mallory, name="Mallory's den")
-    await sync_to_async(a_past_call)(other_room, [mallory], minutes=1)  # not bob's: must not be listed
+    await sync_to_async(a_past_call)(other_room, [mallory], length=timedelta(minutes=1))  # not bob's: not listed
 
     page = await browsers.logged_in(bob, password, "/")
     await page.get_by_role("link", name="My calls").click()

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from calls import services
 from calls.models import Call, CallParticipant, Room, RoomMembership, format_duration
+from calls.services import Reason
 
 pytestmark = pytest.mark.django_db
 
@@ -83,7 +84,7 @@ def test_querysets_answer_the_common_questions(public_room, private_room, alice,
     ended = Call.objects.create(room=private_room, started_by=bob, started_at=an_hour_ago, ended_at=timezone.now())
     CallParticipant.objects.create(call=live, user=bob)
     CallParticipant.objects.create(call=ended, user=bob, joined_at=an_hour_ago, left_at=timezone.now(),
-                                   leave_reason="left")
+                                   leave_reason=Reason.LEFT)
 
     assert list(Call.objects.live()) == [live]
     assert set(Call.objects.for_user(bob)) == {live, ended}

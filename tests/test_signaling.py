@@ -32,9 +32,7 @@ async def test_welcome_describes_the_call_and_the_peers_already_there(peers, pub
 
 
 async def test_offer_reaches_only_its_target_with_from_added(peers, public_room, alice, bob, mallory):
-    a, b = await peers(alice, public_room), await peers(bob, public_room)
-    c = await peers(mallory, public_room)
-    await a.receive_type("peer-joined"), await a.receive_type("peer-joined"), await b.receive_type("peer-joined")
+    a, b, c = await peers.together(public_room, alice, bob, mallory)
 
     await c.send({"type": "offer", "to": a.peer_id, "sdp": OFFER})
     assert await a.receive() == {"type": "offer", "to": a.peer_id, "sdp": OFFER, "from": c.peer_id}
@@ -50,9 +48,8 @@ async def test_offer_reaches_only_its_target_with_from_added(peers, public_room,
 
 
 async def test_the_server_sets_from_and_ignores_a_forged_one(peers, public_room, alice, bob):
-    a, b = await peers(alice, public_room), await peers(bob, public_room)
+    a, b = await peers.together(public_room, alice, bob)
     await b.send({"type": "offer", "to": a.peer_id, "sdp": OFFER, "from": "someone-else", "extra": 1})
-    await a.receive_type("peer-joined")
     assert await a.receive() == {"type": "offer", "to": a.peer_id, "sdp": OFFER, "from": b.peer_id}
 
 
@@ -96,19 +93,17 @@ async def test_binary_frames_are_refused_with_an_error(peers, public_room, alice
 
 
 async def test_a_70_kib_frame_is_too_large_and_the_socket_stays_open(peers, public_room, alice, bob):
-    a, b = await peers(alice, public_room), await peers(bob, public_room)
+    a, b = await peers.together(public_room, alice, bob)
     await b.send({"type": "offer", "to": a.peer_id, "sdp": "x" * 70 * 1024})
     assert (await b.receive_type("error"))["code"] == "too-large"
-    await a.receive_type("peer-joined")
     assert await a.nothing()
     await b.send({"type": "ping"})
     assert await b.receive() == {"type": "pong"}
 
 
 async def test_media_state_is_broadcast_with_from_and_recorded(peers, public_room, alice, bob):
-    a, b = await peers(alice, public_room), await peers(bob, public_room)
+    a, b = await peers.together(public_room, alice, bob)
     await b.send({"type": "media-state", "audio": False, "video": True, "screen": False})
-    await a.receive_type("peer-joined")
     assert await a.receive() == {"type": "media-state", "from": b.peer_id, "audio": False, "video": True,
                                  "screen": False}
     assert await b.nothing()
@@ -119,8 +114,7 @@ async def test_media_state_is_broadcast_with_from_and_recorded(peers, public_roo
 
 
 async def test_leaving_is_announced_recorded_and_the_last_one_out_ends_the_call(peers, public_room, alice, bob):
-    a, b = await peers(alice, public_room), await peers(bob, public_room)
-    await a.receive_type("peer-joined")
+    a, b = await peers.together(public_room, alice, bob)
     await b.leave()
     left = await a.receive_type("peer-left")
     assert left == {"type": "peer-left", "peer_id": b.peer_id, "reason": "left"}
@@ -134,8 +128,7 @@ async def test_leaving_is_announced_recorded_and_the_last_one_out_ends_the_call(
 
 
 async def test_an_abrupt_drop_suspends_the_participation(peers, public_room, alice, bob):
-    a, b = await peers(alice, public_room), await peers(bob, public_room)
-    await a.receive_type("peer-joined")
+    a, b = await peers.together(public_room, alice, bob)
     await b.drop()
     assert await a.receive() == {"type": "peer-state", "peer_id": b.peer_id, "state": "reconnecting"}
     row = await CallParticipant.objects.aget(peer_id=b.peer_id)

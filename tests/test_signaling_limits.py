@@ -51,8 +51,7 @@ async def test_a_client_within_its_rate_is_never_limited(peers, public_room, ali
 
 
 async def test_kick_closes_the_socket_with_4403_and_tells_the_others(peers, public_room, alice, bob):
-    a, b = await peers(alice, public_room), await peers(bob, public_room)
-    await a.receive_type("peer-joined")
+    a, b = await peers.together(public_room, alice, bob)
     participant = await CallParticipant.objects.aget(peer_id=b.peer_id)
     await database_sync_to_async(services.kick_participant)(by=alice, participant=participant)
     assert await b.closed_with() == 4403
@@ -61,8 +60,7 @@ async def test_kick_closes_the_socket_with_4403_and_tells_the_others(peers, publ
 
 
 async def test_locking_a_room_closes_everyone_but_moderators(peers, private_room, alice, bob):
-    a, b = await peers(alice, private_room), await peers(bob, private_room)
-    await a.receive_type("peer-joined")
+    a, b = await peers.together(private_room, alice, bob)
     closed = await database_sync_to_async(services.close_room_connections)(
         room=private_room, reason=Reason.ROOM_LOCKED, close_code=CloseCode.FORBIDDEN, spare_moderators=True)
     assert closed == 1
@@ -72,8 +70,7 @@ async def test_locking_a_room_closes_everyone_but_moderators(peers, private_room
 
 async def test_a_silent_peer_times_out_with_4408(peers, public_room, alice, bob, limits):
     limits(PEER_TIMEOUT=0.5, HEARTBEAT_SECONDS=0.2)
-    a, b = await peers(alice, public_room), await peers(bob, public_room)
-    await a.receive_type("peer-joined")
+    a, b = await peers.together(public_room, alice, bob)
     frames = []
     for _ in range(10):  # a keeps pinging, b stays silent
         await a.send({"type": "ping"})
@@ -103,8 +100,7 @@ async def test_the_reaper_times_out_peers_of_a_dead_process_and_ends_the_call(pe
 
 async def test_a_failing_handler_closes_only_its_own_connection(peers, public_room, alice, bob, monkeypatch,
                                                                 caplog):
-    a, b = await peers(alice, public_room), await peers(bob, public_room)
-    await a.receive_type("peer-joined")
+    a, b = await peers.together(public_room, alice, bob)
 
     def explode(**kwargs):
         raise RuntimeError("database on fire")
@@ -122,13 +118,17 @@ async def test_a_failing_handler_closes_only_its_own_connection(peers, public_ro
 class FakePeer:
     """A peer registered on a node directly: stands for a consumer in another server process."""
 
-    def __init__(self, peer_id: str):
+    def __init__(self, node: relay.Node, peer_id: str):
         self.peer_id = peer_id
         self.last_heard = float("inf")
         self.frames: asyncio.Queue = asyncio.Queue()
+        node.register(self)
 
     async def relayed(self, item: Item):
-        await self.frames.put((item.kind, item.text))
+        await self.frames.put(item.text)
+
+    async def next_frame(self) -> dict:
+        return json.loads(await asyncio.wait_for(self.frames.get(), 5))
 
     async def time_out(self):
         pass
@@ -153,12 +153,11 @@ async def two_nodes(layer, settings):
 async def test_frames_cross_processes_in_order_after_a_long_idle(two_nodes):
     """channels-redis on redis-py 8: an idle blocking read must not hit a socket timeout (#422)."""
     here, there = two_nodes
-    target = FakePeer("b")
-    there.register(target)
+    target = FakePeer(there, "b")
     await asyncio.sleep(30)  # idle: no frame on either node
     for n in range(50):
         await here.deliver(node=there.channel, item=Item.frame("b", json.dumps({"n": n}), sender="a"))
-    received = [json.loads((await asyncio.wait_for(target.frames.get(), 5))[1])["n"] for _ in range(50)]
+    received = [(await target.next_frame())["n"] for _ in range(50)]
     assert received == list(range(50))
 
 
@@ -166,23 +165,19 @@ async def test_frames_cross_processes_in_order_after_a_long_idle(two_nodes):
 @pytest.mark.parametrize("layer", ["redis"], indirect=True)
 async def test_a_full_channel_is_reported_to_the_sender_as_undeliverable(two_nodes, settings):
     here, there = two_nodes
-    sender = FakePeer("a")
-    here.register(sender)
+    sender = FakePeer(here, "a")
     there._tasks[0].cancel()  # the other process stops reading: its channel fills up
     here.layer.capacity = 2
     for n in range(6):
         await here.deliver(node=there.channel, item=Item.frame("b", json.dumps({"n": n}), sender="a"))
         await asyncio.sleep(0.05)  # one batch each
-    kind, text = await asyncio.wait_for(sender.frames.get(), 5)
-    assert json.loads(text)["code"] == "undeliverable"
+    assert (await sender.next_frame())["code"] == "undeliverable"
 
 
 @pytest.mark.redis
 @pytest.mark.parametrize("layer", ["redis"], indirect=True)
 async def test_a_frame_for_a_peer_gone_from_its_process_is_bounced(two_nodes):
     here, there = two_nodes
-    sender = FakePeer("a")
-    here.register(sender)
+    sender = FakePeer(here, "a")
     await here.deliver(node=there.channel, item=Item.frame("b-gone", "{}", sender="a"))
-    kind, text = await asyncio.wait_for(sender.frames.get(), 5)
-    assert json.loads(text)["code"] == "undeliverable"
+    assert (await sender.next_frame())["code"] == "undeliverable"

@@ -17,9 +17,8 @@ from aioice.turn import create_turn_endpoint
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from asgiref.sync import sync_to_async
-from rest_framework.test import APIClient
 
-from tests.conftest import IN_CI
+from tests.helpers import api_as, unavailable
 from tests.servers import PROJECT
 
 pytestmark = pytest.mark.django_db
@@ -51,9 +50,7 @@ def turn_settings(settings):
 
 
 def fetch_ice_servers(user) -> dict:
-    client = APIClient()
-    client.force_authenticate(user)
-    response = client.get("/api/ice-servers/")
+    response = api_as(user).get("/api/ice-servers/")
     assert response.status_code == 200
     return response.json()
 
@@ -87,10 +84,7 @@ def coturn(tmp_path):
     """turnserver on a free loopback port with the TURN REST API secret; stopped by pid at teardown."""
     binary = shutil.which("turnserver") or ("/usr/bin/turnserver" if Path("/usr/bin/turnserver").exists() else None)
     if binary is None:
-        message = "coturn's turnserver is not installed (apt-get install coturn)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("coturn's turnserver is not installed (apt-get install coturn)")
     port = free_udp_port()
     relay_low = 50000 + (port % 1000) * 10  # a small relay port range of its own
     log_path = PROJECT / "test-artifacts" / f"turnserver-{port}.log"
