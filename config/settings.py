@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.deploy import unsafe_deployment
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -66,6 +68,10 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# With debug off, an unsafe host or origin stops every server (and manage.py) from starting, not only the checks.
+_unsafe = unsafe_deployment(debug=DEBUG, allowed_hosts=ALLOWED_HOSTS, trusted_origins=CSRF_TRUSTED_ORIGINS)
+if _unsafe:
+    raise ImproperlyConfigured("Refusing to start with debug off: " + " ".join(f"{i}: {p}" for i, p in _unsafe))
 
 INSTALLED_APPS = [
     "daphne",  # first, so that `runserver` is daphne's ASGI server
