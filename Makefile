@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint migrate superuser reap clean
+.PHONY: run test lint bandit audit migrate superuser reap clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ test: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
+
+# Static security analysis of our code (docs/security.md): any high-severity finding fails; CI runs it.
+bandit: $(BIN)/.installed
+	$(BIN)/bandit -q -r accounts calls config bench --severity-level high
+
+# Known vulnerabilities in the pinned requirements (PyPI's advisory data). --strict fails when a package could not
+# be audited, so a machine that cannot reach the data (CI's and the developers' here) fails instead of passing.
+audit: $(BIN)/.installed
+	$(BIN)/pip-audit --strict --progress-spinner off -r requirements-dev.txt
 
 migrate: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --noinput

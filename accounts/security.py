@@ -4,7 +4,7 @@ from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
 
-LOCKED_OUT = "Too many failed log-ins for this account from your address. Try again in 15 minutes."
+LOCKED_OUT = "Too many failed log-ins for this account from your address. Try again in {minutes} minutes."
 
 
 def client_ip(request) -> str:
@@ -19,10 +19,11 @@ def client_ip(request) -> str:
 
 def locked_out(request, original_response=None, credentials=None) -> HttpResponse:
     """django-axes' answer to a locked-out log-in: DRF's error shape for the API, a page for people."""
-    retry_after = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    seconds = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    message = LOCKED_OUT.format(minutes=seconds // 60)
     if request.path.startswith("/api/"):
-        response = JsonResponse({"detail": LOCKED_OUT}, status=429)
+        response = JsonResponse({"detail": message}, status=429)
     else:
-        response = render(request, "registration/locked_out.html", {"message": LOCKED_OUT}, status=429)
-    response["Retry-After"] = retry_after
+        response = render(request, "registration/locked_out.html", {"message": message}, status=429)
+    response["Retry-After"] = str(seconds)
     return response

@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.core.checks import Error, Tags, register
 
+from config.deploy import unsafe_deployment
+
 
 @register(Tags.security, deploy=True)
 @register(Tags.security)
@@ -15,3 +17,13 @@ def check_allowed_hosts_not_wildcard(app_configs, **kwargs):
             id="parley.E001",
         )
     ]
+
+
+@register(Tags.security, deploy=True)
+@register(Tags.security)
+def check_hosts_and_trusted_origins(app_configs, **kwargs):
+    """Leading-dot hosts, and plain-http or wildcard trusted origins, with debug off (settings refuse to load with
+    them; this catches settings changed after loading). The wildcard host is check_allowed_hosts_not_wildcard."""
+    problems = unsafe_deployment(debug=settings.DEBUG, allowed_hosts=settings.ALLOWED_HOSTS,
+                                 trusted_origins=settings.CSRF_TRUSTED_ORIGINS)
+    return [Error(problem, id=check_id) for check_id, problem in problems if check_id != "parley.E001"]

@@ -1,3 +1,4 @@
+import logging
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -5,35 +6,79 @@ from django.http.request import split_domain_port, validate_host
 from django.urls import path
 
 from calls.consumers import SignalingConsumer
+from calls.protocol import CloseCode
+
+logger = logging.getLogger(__name__)
 
 websocket_urlpatterns = [
     path("ws/rooms/<slug:slug>/", SignalingConsumer.as_asgi()),
 ]
 
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
-def origin_allowed(origin: str) -> bool:
-    """Same rule as for HTTP: the origin's host is an allowed host, or the origin is a trusted one."""
-    if origin in settings.CSRF_TRUSTED_ORIGINS:
-        return True
+
+def parsed_origin(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) origin, the default port filled in; None if it is not one."""
     parsed = urlparse(origin)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.hostname or parsed.path not in ("", "/") or parsed.query:
+        return None
+    try:
+        port = parsed.port
+    except ValueError:
+        return None
+    return parsed.scheme, parsed.hostname.lower(), port or DEFAULT_PORTS[parsed.scheme]
+
+
+def origin_allowed(origin: str, *, host: str | None = None, secure: bool = False) -> bool:
+    """Scheme, host and port of the page that opened the socket must be those of this site: a trusted origin, or
+    the origin the request itself was made to (its Host, an allowed host, under https when the connection is
+    secure) as Django's CSRF check does for forms.
+
+    `host` is the request's Host header. Clients that send none (in-process test communicators; browsers always
+    send one) are judged by the origin's own host, with its scheme still checked.
+    """
+    seen = parsed_origin(origin)
+    if seen is None:
         return False
-    domain, _port = split_domain_port(parsed.netloc)
-    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+    if seen in {parsed_origin(trusted) for trusted in settings.CSRF_TRUSTED_ORIGINS}:
+        return True
+    host = host or urlparse(origin).netloc
+    domain, _port = split_domain_port(host)
+    expected = parsed_origin(f"{'https' if secure else 'http'}://{host}")
+    return bool(domain) and seen == expected and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+def header(scope, name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == name), None)
+
+
+def is_secure(scope) -> bool:
+    """wss, or behind the trusted proxy (DJANGO_BEHIND_PROXY) a connection it received over https."""
+    if scope.get("scheme") == "wss":
+        return True
+    return settings.PARLEY_BEHIND_PROXY and (header(scope, b"x-forwarded-proto") or "").lower() == "https"
 
 
 class OriginCheckMiddleware:
     """Refuse WebSocket connections from foreign origins (cross-site WebSocket hijacking).
 
     Browsers always send Origin on WebSockets; programs without one (aiortc, scripts) authenticate with a
-    single-use ticket, which a foreign page cannot obtain. The consumer accepts, then closes with 4403, so that
-    the refusal is visible to the client instead of a bare failed handshake.
+    single-use ticket, which a foreign page cannot obtain. A refused socket is accepted, then closed with 4403,
+    so that the refusal is visible to the client instead of a bare failed handshake; it never reaches the
+    session, authentication or the consumer.
     """
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        origin = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"origin"), None)
-        allowed = origin is None or origin_allowed(origin)
-        return await self.app({**scope, "origin_allowed": allowed}, receive, send)
+        origin = header(scope, b"origin")
+        if origin is None or origin_allowed(origin, host=header(scope, b"host"), secure=is_secure(scope)):
+            return await self.app({**scope, "origin_allowed": True}, receive, send)
+        logger.info("signaling refused for %s: origin %r not allowed (4403)", scope.get("path"), origin)
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        # A plain int: daphne's WebSocket library refuses an IntEnum as a close code.
+        await send({"type": "websocket.close", "code": int(CloseCode.FORBIDDEN)})

@@ -10,7 +10,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from config.deploy import unsafe_deployment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -66,6 +69,10 @@ if not SECRET_KEY:
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+# With debug off, an unsafe host or origin stops every server (and manage.py) from starting, not only the checks.
+_unsafe = unsafe_deployment(debug=DEBUG, allowed_hosts=ALLOWED_HOSTS, trusted_origins=CSRF_TRUSTED_ORIGINS)
+if _unsafe:
+    raise ImproperlyConfigured("Refusing to start with debug off: " + " ".join(f"{i}: {p}" for i, p in _unsafe))
 
 INSTALLED_APPS = [
     "daphne",  # first, so that `runserver` is daphne's ASGI server
@@ -81,6 +88,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and ReDoc assets served from here, not from a CDN
+    "csp",
     "axes",  # log-in lockout (docs/security.md)
     "accounts",
     "calls",
@@ -88,6 +96,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "config.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -219,6 +229,25 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+# Content-Security-Policy on every response (django-csp): scripts, styles, sockets and everything else from this
+# site only; no inline script anywhere (pages load static/js modules; json_script blocks are data), no framing.
+# img-src allows data: for the SVG icons that the admin's and Swagger UI's stylesheets inline. The only exception
+# is the ReDoc page (config/urls.py), whose library injects its styles at run time.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],  # 'self' covers ws: and wss: to this host and port (CSP level 3)
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+PARLEY_PERMISSIONS_POLICY = "camera=(self), microphone=(self), display-capture=(self)"
 
 # Log-in lockout (django-axes): the site and admin log-ins and the API token endpoint. After 5 failures for one
 # username from one address, every attempt (the right password too) gets 429 until 15 minutes have passed since

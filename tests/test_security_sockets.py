@@ -452,6 +452,7 @@ async def test_a_member_removed_from_a_private_room_is_closed_with_4404(live_ser
     assert response.status_code == 204
     assert await member.closed() == 4404
     assert member.closed_at - started < DEADLINE
+    print(f"member removed: closed {member.closed_at - started:.3f} s after the request")
     left = await owner.frame(lambda f: f["type"] == "peer-left")
     assert (left["peer_id"], left["reason"]) == (member.peer_id, "no-access")
     await assert_unknown_to(owner, member.peer_id)
@@ -482,6 +483,7 @@ async def test_making_a_public_room_private_closes_the_outsiders_only(live_serve
     assert response.status_code == 200, response.text
     assert await outsider.closed() == 4404
     assert outsider.closed_at - started < DEADLINE
+    print(f"room made private: outsider closed {outsider.closed_at - started:.3f} s after the request")
     for staying in (owner, member):
         left = await staying.frame(lambda f: f["type"] == "peer-left")
         assert (left["peer_id"], left["reason"]) == (outsider.peer_id, "no-access")
