@@ -208,6 +208,10 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         for item in items:
             await self.send_to_peer(item)
 
+    async def close(self, code=None, reason=None):
+        # daphne's WebSocket library takes a plain int only: a CloseCode member would become 1011.
+        await super().close(code=None if code is None else int(code), reason=reason)
+
     async def refuse(self, code: int, reason: str) -> None:
         logger.info("signaling refused for %s: %s (%s)", self.scope.get("path"), reason, code)
         await self.close(code=code, reason=reason)
