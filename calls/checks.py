@@ -58,8 +58,9 @@ def check_processes_sharing_the_database_share_the_layer(app_configs, databases=
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT application_name, pid, client_addr FROM pg_stat_activity WHERE datname = current_database()"
-                " AND pid <> pg_backend_pid() AND application_name LIKE 'parley %%' AND application_name <> %s"
+                "SELECT application_name, pid, client_addr, client_port FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND application_name LIKE 'parley %%' AND application_name <> %s"
                 " ORDER BY application_name, pid",
                 [ours],
             )
@@ -69,8 +70,9 @@ def check_processes_sharing_the_database_share_the_layer(app_configs, databases=
     if not others:
         return []
     seen: dict[str, list[str]] = {}
-    for name, pid, address in others:
-        seen.setdefault(name.removeprefix("parley "), []).append(f"pid {pid} from {address or 'a local socket'}")
+    for name, pid, address, port in others:
+        client = f"{address}:{port}" if address else "a local socket"
+        seen.setdefault(name.removeprefix("parley "), []).append(f"backend pid {pid} (client {client})")
     listing = "; ".join(f"layer {layer}: {', '.join(pids)}" for layer, pids in seen.items())
     return [
         Error(
