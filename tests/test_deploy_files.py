@@ -77,7 +77,7 @@ def test_check_deploy_is_clean_with_the_environment_example():
     for line in ENV_EXAMPLE.read_text().splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.partition("=")
-            env[key] = value
+            env[key] = value.removeprefix('"').removesuffix('"')
     env["DJANGO_SECRET_KEY"] = PRODUCTION_ENV["DJANGO_SECRET_KEY"]
     result = run_django("manage.py", "check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
