@@ -146,8 +146,40 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
+# --- Redis: channel layer and cache (docs/deploy.md) ----------------------------------------------
+# REDIS_URL is redis://host:port/db, or redis+sentinel://host:port,host:port/<primary>/<db> for Sentinel;
+# REDIS_SENTINELS=host:port,... with REDIS_SENTINEL_MASTER is a shorthand for the latter (config/sentinel.py).
+import secrets  # noqa: E402
 
+from config.sentinel import SCHEME as SENTINEL_SCHEME  # noqa: E402
+from config.sentinel import layer_fingerprint, parse_sentinel_url, redis_identity, sentinel_url  # noqa: E402
+
+REDIS_URL = os.environ.get("REDIS_URL", "").strip() or None
+REDIS_SENTINELS = env_list("REDIS_SENTINELS", [])
+if REDIS_SENTINELS:
+    if REDIS_URL:
+        raise ImproperlyConfigured("Set REDIS_URL or REDIS_SENTINELS, not both (a redis+sentinel:// URL may carry "
+                                   "the sentinels, the primary's name, its database and passwords).")
+    REDIS_URL = sentinel_url(REDIS_SENTINELS, os.environ.get("REDIS_SENTINEL_MASTER", "").strip() or "parley")
+PARLEY_CHANNEL_PREFIX = os.environ.get("PARLEY_CHANNEL_PREFIX", "").strip() or "parley"
+
+
+def redis_host_for(redis_url: str) -> dict:
+    """channels-redis's host entry for `redis_url`: one Redis server, or a primary found through Sentinel."""
+    # redis-py's default 5 s socket timeout would break the layer's blocking reads on idle sockets
+    # (channels_redis issue #422): no read timeout, keepalive instead, a bounded connect.
+    common = {"socket_timeout": None, "socket_connect_timeout": 5, "socket_keepalive": True, "max_connections": 1000}
+    if redis_url.startswith(f"{SENTINEL_SCHEME}://"):
+        target = parse_sentinel_url(redis_url)
+        return {"master_name": target.service, "sentinels": target.sentinels,
+                "sentinel_kwargs": target.sentinel_kwargs(), **target.server_kwargs(), **common}
+    return {"address": redis_url, **common}
+
+
+def redis_identity_of(redis_url: str) -> str:
+    if redis_url.startswith(f"{SENTINEL_SCHEME}://"):
+        return parse_sentinel_url(redis_url).identity
+    return redis_identity(redis_url)
 
 
 def channel_layer_for(redis_url: str | None, prefix: str = "parley") -> dict:
@@ -157,10 +189,7 @@ def channel_layer_for(redis_url: str | None, prefix: str = "parley") -> dict:
     return {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            # redis-py's default 5 s socket timeout would break the layer's blocking reads on idle sockets
-            # (channels_redis issue #422): no read timeout, keepalive instead, a bounded connect.
-            "hosts": [{"address": redis_url, "socket_timeout": None, "socket_connect_timeout": 5,
-                       "socket_keepalive": True, "max_connections": 1000}],
+            "hosts": [redis_host_for(redis_url)],
             "prefix": prefix,
             # One relay channel per server process carries batches of frames: room for bursts.
             "capacity": env_int("PARLEY_CHANNEL_CAPACITY", 1000),
@@ -169,17 +198,32 @@ def channel_layer_for(redis_url: str | None, prefix: str = "parley") -> dict:
     }
 
 
-CHANNEL_LAYERS = {"default": channel_layer_for(REDIS_URL, os.environ.get("PARLEY_CHANNEL_PREFIX", "parley"))}
+CHANNEL_LAYERS = {"default": channel_layer_for(REDIS_URL, PARLEY_CHANNEL_PREFIX)}
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
+            # A list: Django splits a string LOCATION at commas, which a Sentinel URL has.
+            "LOCATION": [REDIS_URL],
             "KEY_PREFIX": "parley",
+            "OPTIONS": (
+                {"pool_class": "config.sentinel.SentinelConnectionPool"}
+                if REDIS_URL.startswith(f"{SENTINEL_SCHEME}://") else {}
+            ),
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Processes that share the database must share the channel layer, or what one process sends to another's peers
+# (the reaper's peer-left, a kick) goes nowhere. Each process names its layer in its PostgreSQL connections'
+# application_name, and the check parley.E011 (`check --deploy --database default`) compares them.
+PARLEY_LAYER_FINGERPRINT = (
+    layer_fingerprint(redis_identity_of(REDIS_URL), PARLEY_CHANNEL_PREFIX) if REDIS_URL
+    else f"memory-{secrets.token_hex(4)}"  # each process is a layer of its own
+)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = f"parley {PARLEY_LAYER_FINGERPRINT}"
 
 # --- Accounts ----------------------------------------------------------------------------------
 
