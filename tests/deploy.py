@@ -21,7 +21,7 @@ import pytest
 import websockets
 
 from tests.conftest import IN_CI
-from tests.servers import PROJECT, DaphneServer
+from tests.servers import PROJECT, ServerProcess
 from tests.webrtc import WebRTCPeer
 
 DEPLOY = PROJECT / "deploy"
@@ -77,11 +77,13 @@ def unit_commands(name: str, key: str, *, port: int | None = None) -> list[list[
     return [unit_command(value, port=port) for k, value in unit_directives(UNITS / name) if k == key]
 
 
-class UnitServer(DaphneServer):
+class UnitServer(ServerProcess):
     """One `parley@<port>.service`: its ExecStart (and, with `checked`, its ExecStartPre first)."""
 
+    name = "unit"
+
     def __init__(self, *, env: dict[str, str] | None = None, port: int | None = None, checked: bool = False):
-        super().__init__(env=env, port=port, server="unit")
+        super().__init__(env=env, port=port)
         self.checked = checked
 
     def command(self) -> list[str]:
@@ -97,12 +99,6 @@ class UnitServer(DaphneServer):
                 result = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=60)
                 assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
         return super().start(timeout)
-
-    def kill(self) -> None:
-        """kill -9: no shutdown, no leave recorded, sockets dropped by the kernel."""
-        self.process.kill()
-        self.process.wait(timeout=10)
-        self.log.close()
 
     def restart(self) -> None:
         """What `systemctl restart parley@<port>` does: SIGTERM, wait for the exit, start again on the port."""
