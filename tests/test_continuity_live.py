@@ -4,6 +4,7 @@ process dies, or Redis restarts (docs/signaling.md, "Resume")."""
 import asyncio
 import os
 import time
+from contextlib import asynccontextmanager
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -74,6 +75,14 @@ async def peer_states(peer: WebRTCPeer, of: str) -> list[str]:
     return [e["state"] for e in peer.events if e["type"] == "peer-state" and e["peer_id"] == of]
 
 
+async def replayed_in_order(peer: WebRTCPeer, sent: list[dict], *, after: int) -> None:
+    """The candidates sent while the peer was away reach it after its resume, in order, numbered on."""
+    await eventually(lambda: len([f for f in peer.received if f["type"] == "candidate"]) >= len(sent), timeout=10)
+    replayed = [f for f in peer.received if f["type"] == "candidate"]
+    assert [f["candidate"] for f in replayed] == sent
+    assert [f["seq"] for f in replayed] == [after + 1 + i for i in range(len(sent))]
+
+
 async def assert_one_participation_each(call_id: int, users, *, reconnects: dict) -> None:
     rows = await sync_to_async(lambda: list(CallParticipant.objects.filter(call_id=call_id).select_related("user")))()
     assert sorted(r.user.username for r in rows) == sorted(u.username for u in users)
@@ -81,65 +90,62 @@ async def assert_one_participation_each(call_id: int, users, *, reconnects: dict
     assert await Call.objects.filter(pk=call_id).acount() == 1
 
 
+@asynccontextmanager
+async def a_call_across(first, second, room, alice, bob):
+    """Alice on the first process, Bob on the second, their data channel chattering; afterwards the record
+    shows one participation each, Alice's resumed once."""
+    async with WebRTCPeer(await ws_url(first, alice, room)) as a, WebRTCPeer(await ws_url(second, bob, room)) as b:
+        await b.connected_to(a.peer_id)
+        async with Chatter(a, b) as chatter:
+            yield a, b, chatter
+        await assert_one_participation_each(a.welcome["call_id"], [alice, bob], reconnects={"alice": 1, "bob": 0})
+
+
 async def test_a_dropped_connection_resumes_on_the_other_process_and_media_never_stops(
         two_servers, public_room, alice, bob, monkeypatch):
     loopback_only(monkeypatch)
     first, second = two_servers
-    async with WebRTCPeer(await ws_url(first, alice, public_room)) as a:
-        async with WebRTCPeer(await ws_url(second, bob, public_room)) as b:
-            await b.connected_to(a.peer_id)
-            async with Chatter(a, b) as chatter:
-                await a.drop()
-                lost = time.monotonic()
-                await eventually(lambda: peer_states(b, a.peer_id), timeout=10)
-                sent = await send_candidates(b, a.peer_id, 3)  # accepted meanwhile, kept for the replay
-                seen = a.last_seq
-                welcome = await a.resume(await ws_url(second, alice, public_room))
-                resumed_in = time.monotonic() - lost
-                assert welcome["resumed"] is True and welcome["peer_id"] == a.peer_id
-                await eventually(lambda: len([f for f in a.received if f["type"] == "candidate"]) >= 3, timeout=10)
-                replayed = [f for f in a.received if f["type"] == "candidate"]
-                assert [f["candidate"] for f in replayed] == sent
-                assert [f["seq"] for f in replayed] == [seen + 1, seen + 2, seen + 3]
-                await eventually(lambda: len(b.events) and b.events[-1]["type"] == "peer-state"
-                                 and b.events[-1]["state"] == "connected")
-                assert await peer_states(b, a.peer_id) == ["reconnecting", "connected"]
-                assert not [e for e in b.events if e["type"] == "peer-left"]
-                await asyncio.sleep(1)
-                assert chatter.longest_gap() < 1.0
-                print(f"\nresumed {resumed_in:.2f} s after the drop; longest media gap {chatter.longest_gap():.3f} s")
-            await assert_one_participation_each(a.welcome["call_id"], [alice, bob], reconnects={"alice": 1, "bob": 0})
+    async with a_call_across(first, second, public_room, alice, bob) as (a, b, chatter):
+        await a.drop()
+        lost = time.monotonic()
+        await eventually(lambda: peer_states(b, a.peer_id), timeout=10)
+        sent = await send_candidates(b, a.peer_id, 3)  # accepted meanwhile, kept for the replay
+        seen = a.last_seq
+        welcome = await a.resume(await ws_url(second, alice, public_room))
+        resumed_in = time.monotonic() - lost
+        assert welcome["resumed"] is True and welcome["peer_id"] == a.peer_id
+        await replayed_in_order(a, sent, after=seen)
+        await eventually(lambda: len(b.events) and b.events[-1]["type"] == "peer-state"
+                         and b.events[-1]["state"] == "connected")
+        assert await peer_states(b, a.peer_id) == ["reconnecting", "connected"]
+        assert not [e for e in b.events if e["type"] == "peer-left"]
+        await asyncio.sleep(1)
+        assert chatter.longest_gap() < 1.0
+        print(f"\nresumed {resumed_in:.2f} s after the drop; longest media gap {chatter.longest_gap():.3f} s")
 
 
 async def test_a_killed_process_is_noticed_within_10_s_and_its_peer_resumes_on_the_survivor(
         two_servers, public_room, alice, bob, monkeypatch):
     loopback_only(monkeypatch)
     first, second = two_servers
-    async with WebRTCPeer(await ws_url(first, alice, public_room)) as a:
-        async with WebRTCPeer(await ws_url(second, bob, public_room)) as b:
-            await b.connected_to(a.peer_id)
-            async with Chatter(a, b) as chatter:
-                killed = time.monotonic()
-                await asyncio.to_thread(first.kill)  # kill -9: nothing recorded, nothing announced
-                await eventually(lambda: peer_states(b, a.peer_id), timeout=10)
-                noticed_in = time.monotonic() - killed
-                assert noticed_in < 10
-                sent = await send_candidates(b, a.peer_id, 3)
-                seen = a.last_seq
-                welcome = await a.resume(await ws_url(second, alice, public_room))
-                assert welcome["resumed"] is True and welcome["peer_id"] == a.peer_id
-                assert welcome["replay"] == "partial"  # the dead process's last frames died with it
-                await eventually(lambda: len([f for f in a.received if f["type"] == "candidate"]) >= 3, timeout=10)
-                replayed = [f for f in a.received if f["type"] == "candidate"]
-                assert [f["candidate"] for f in replayed] == sent
-                assert [f["seq"] for f in replayed] == [seen + 1, seen + 2, seen + 3]
-                await eventually(lambda: b.events[-1].get("state") == "connected", timeout=10)
-                assert await peer_states(b, a.peer_id) == ["reconnecting", "connected"]
-                assert not [e for e in b.events if e["type"] == "peer-left"]
-                # Signaling works again across the survivor.
-                await b.send({"type": "media-state", "audio": True, "video": False, "screen": False})
-                await eventually(lambda: any(f["type"] == "media-state" for f in a.received), timeout=10)
-                assert chatter.longest_gap() < 1.0
-                print(f"\ndead process noticed after {noticed_in:.2f} s; longest media gap "
-                      f"{chatter.longest_gap():.3f} s")
-            await assert_one_participation_each(a.welcome["call_id"], [alice, bob], reconnects={"alice": 1, "bob": 0})
+    async with a_call_across(first, second, public_room, alice, bob) as (a, b, chatter):
+        killed = time.monotonic()
+        await asyncio.to_thread(first.kill)  # kill -9: nothing recorded, nothing announced
+        await eventually(lambda: peer_states(b, a.peer_id), timeout=10)
+        noticed_in = time.monotonic() - killed
+        assert noticed_in < 10
+        sent = await send_candidates(b, a.peer_id, 3)
+        seen = a.last_seq
+        welcome = await a.resume(await ws_url(second, alice, public_room))
+        assert welcome["resumed"] is True and welcome["peer_id"] == a.peer_id
+        assert welcome["replay"] == "partial"  # the dead process's last frames died with it
+        await replayed_in_order(a, sent, after=seen)
+        await eventually(lambda: b.events[-1].get("state") == "connected", timeout=10)
+        assert await peer_states(b, a.peer_id) == ["reconnecting", "connected"]
+        assert not [e for e in b.events if e["type"] == "peer-left"]
+        # Signaling works again across the survivor.
+        await b.send({"type": "media-state", "audio": True, "video": False, "screen": False})
+        await eventually(lambda: any(f["type"] == "media-state" for f in a.received), timeout=10)
+        assert chatter.longest_gap() < 1.0
+        print(f"\ndead process noticed after {noticed_in:.2f} s; longest media gap "
+              f"{chatter.longest_gap():.3f} s")
