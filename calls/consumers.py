@@ -50,6 +50,36 @@ class TokenBucket:
         return False
 
 
+class SentFrames:
+    """The frames last sent on a socket, kept for a replay should its client resume: until the client says it
+    handled them (the `last_seq` of its pings), for at most `seconds` (a client notices a dead socket sooner), and
+    within `count` frames and `size` characters. An idle socket keeps nothing."""
+
+    __slots__ = ("frames", "size", "count_limit", "size_limit", "seconds")
+
+    def __init__(self, *, count: int, size: int, seconds: float):
+        self.frames: deque[tuple[int, str, float]] = deque()
+        self.size = 0
+        self.count_limit, self.size_limit, self.seconds = count, size, seconds
+
+    def add(self, seq: int, text: str, now: float) -> None:
+        frames = self.frames
+        frames.append((seq, text, now))
+        self.size += len(text)
+        if len(frames) > self.count_limit or self.size > self.size_limit or frames[0][2] < now - self.seconds:
+            self.forget(now=now)
+
+    def forget(self, *, now: float, handled: int = 0) -> None:
+        """Drop what the client handled (seq <= `handled`), what is too old, and what is over the limits."""
+        frames, oldest = self.frames, now - self.seconds
+        while frames and (frames[0][0] <= handled or frames[0][2] < oldest or len(frames) > self.count_limit
+                          or self.size > self.size_limit):
+            self.size -= len(frames.popleft()[1])
+
+    def kept(self) -> list[tuple[int, str]]:
+        return [(seq, text) for seq, text, _sent in self.frames]
+
+
 class SignalingConsumer(AsyncWebsocketConsumer):
     """One socket of one participation. A lost socket suspends the participation instead of ending it: the
     others see `peer-state: reconnecting`, frames for it are kept, and a resume (on any process) picks it up."""
@@ -90,8 +120,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.peers: dict[str, str] = {}  # peer id -> relay node ("" while it is suspended), for every other peer
         self.pending: list | None = []  # items relayed to us before our welcome went out
         self.seq = 0  # the last sequence number sent to the client
-        self.history: deque[tuple[int, str]] = deque()  # the last frames sent, for a replay after a resume
-        self.history_bytes = 0
+        self.sent = SentFrames(count=limits["RESUME_BUFFER"], size=limits["RESUME_BUFFER_BYTES"],
+                               seconds=limits["RESUME_SECONDS"])
         self.room_slug = self.scope["url_route"]["kwargs"]["slug"]
 
         if not self.scope.get("origin_allowed", True):
@@ -259,6 +289,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             if not node or not await self.node.deliver(node=node, item=item):
                 await self.keep_or_reroute(item)
         elif type(message) is protocol.Ping:
+            self.sent.forget(now=self.loop.time(), handled=message.last_seq or 0)
             await self.send(text_data=protocol.PONG)
         elif type(message) is protocol.MediaState:
             await database_sync_to_async(services.record_media_state)(
@@ -309,11 +340,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=text)
 
     def remember(self, seq: int, text: str) -> None:
-        history = self.history
-        history.append((seq, text))
-        self.history_bytes += len(text)
-        while len(history) > self.limits["RESUME_BUFFER"] or self.history_bytes > self.limits["RESUME_BUFFER_BYTES"]:
-            self.history_bytes -= len(history.popleft()[1])
+        self.sent.add(seq, text, self.loop.time())
 
     async def relayed(self, item: Item) -> None:
         if self.pending is not None:
@@ -403,7 +430,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     async def record_suspension(self, reason: str, *, announce: bool) -> None:
         suspended = await in_db_thread(continuity.suspend_participation)(
             peer_id=self.peer_id, relay_node=self.node.channel, reason=reason, at=timezone.now(),
-            sent_seq=self.seq, history=list(self.history))
+            sent_seq=self.seq, history=self.sent.kept())
         if suspended and announce:
             text = protocol.peer_state_frame(peer_id=self.peer_id, state="reconnecting")
             await self.tell_others(lambda peer_id: Item.state(peer_id, text, node=self.node.channel,

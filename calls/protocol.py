@@ -70,7 +70,7 @@ class MediaState:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
-    pass
+    last_seq: int | None = None  # the last frame the client handled: the server may forget those up to it
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +145,10 @@ def parse_client_message(data: dict) -> ClientMessage:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "'audio', 'video' and 'screen' must be booleans.")
         return MediaState(*flags)
     if kind == "ping":
-        return Ping()
+        last_seq = data.get("last_seq")
+        if last_seq is not None and (type(last_seq) is not int or not 0 <= last_seq < 2**53):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "'last_seq' must be a non-negative integer.")
+        return Ping(last_seq)
     if kind == "leave":
         return Leave()
     if not isinstance(kind, str):

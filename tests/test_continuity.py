@@ -162,3 +162,27 @@ async def test_two_peers_blipping_together_keep_one_call(layer, public_room, ali
     call = await Call.objects.aget(pk=a.welcome["call_id"])
     assert call.ended_at is None
     await a2.leave(), await b2.leave()
+
+
+async def test_frames_a_client_acknowledged_in_its_ping_are_forgotten(layer, public_room, alice, bob):
+    a, b = await join(alice, public_room), await join(bob, public_room)
+    await a.receive_type("peer-joined")
+    await candidates_to(a, b, 2)
+    await b.receive(), await b.receive()
+    await b.send({"type": "ping", "last_seq": b.last_seq})  # "I handled everything up to here"
+    assert await b.receive() == {"type": "pong"}
+    await drop(b)
+    await a.receive_type("peer-state")
+    b.last_seq = 0  # claims it saw nothing: what it acknowledged is gone, so the replay cannot be complete
+    again = await join(bob, public_room, resume=b)
+    assert again.welcome["resumed"] is True and again.welcome["replay"] == "partial"
+    assert await again.nothing()
+    await again.leave(), await a.leave()
+
+
+@pytest.mark.parametrize("last_seq", [-1, "3", 1.5, True, 2**60])
+async def test_a_ping_with_a_bad_last_seq_is_refused(layer, public_room, alice, last_seq):
+    a = await join(alice, public_room)
+    await a.send({"type": "ping", "last_seq": last_seq})
+    assert (await a.receive_type("error"))["code"] == "bad-message"
+    await a.leave()

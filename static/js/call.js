@@ -129,7 +129,7 @@ class CallPage {
   }
 
   connect({ resuming = false } = {}) {
-    const signaling = new Signaling(() => this.socketUrl());
+    const signaling = new Signaling(() => this.socketUrl(), { lastSeq: () => this.me.lastSeq });
     this.signaling = signaling;
     // Events of a socket we already let go of (after Leave) are not ours to act on.
     const current = () => this.signaling === signaling;

@@ -41,10 +41,13 @@ export function backoff(attempt) {
 }
 
 export class Signaling extends EventTarget {
-  /** @param {string | (() => string)} url  a function is asked again before every attempt (resume parameters) */
-  constructor(url) {
+  /** @param {string | (() => string)} url  a function is asked again before every attempt (resume parameters)
+   *  @param {{lastSeq?: () => number}} options  the last seq the page handled: pings tell the server, which can
+   *  then forget the frames it kept for a replay */
+  constructor(url, { lastSeq = () => 0 } = {}) {
     super();
     this.url = url;
+    this.lastSeq = lastSeq;
     this.socket = null;
     this.attempt = 0;      // attempts since the last welcome
     this.stopped = false;
@@ -91,7 +94,7 @@ export class Signaling extends EventTarget {
   }
 
   ping() {
-    if (!this.transmit({ type: "ping" })) return;
+    if (!this.transmit({ type: "ping", last_seq: this.lastSeq() })) return;
     clearTimeout(this.timers.pong);
     const socket = this.socket;
     this.timers.pong = setTimeout(() => {
