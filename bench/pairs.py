@@ -21,6 +21,7 @@ from workload import FRAMES_PER_TURN, FrameWriter, TokenBucket, read_mark, turn_
 
 RELAYED_TYPES = frozenset({"offer", "answer", "candidate"})
 CLOSE_TIMEOUT = 2.0
+PING_SECONDS = 10.0  # as static/js/signaling.js
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ class Peer:
         self._turn_frames: Counter[int] = Counter()
         self._turn_done: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self._last_send = 0.0
+        self.last_seq = 0  # the last numbered frame received, acknowledged by the pings as the page does
         self._receiver: asyncio.Task[None] | None = None
+        self._pinger: asyncio.Task[None] | None = None
 
     async def join(self, url_path: str) -> bool:
         """Connect and wait for `welcome`; on failure record why and return False."""
@@ -112,7 +115,18 @@ class Peer:
         self.tally.join_ms.append((now - started) * 1000)
         self.tally.last_welcome = max(self.tally.last_welcome, now)
         self._receiver = asyncio.create_task(self._receive())
+        self._pinger = asyncio.create_task(self._ping())
         return True
+
+    async def _ping(self) -> None:
+        """Every PING_SECONDS, like the call page: a ping that tells the server what was handled."""
+        assert self.ws is not None
+        while not self.gone:
+            await asyncio.sleep(PING_SECONDS)
+            try:
+                await self.ws.send(json.dumps({"type": "ping", "last_seq": self.last_seq}))
+            except ConnectionClosed:
+                return
 
     def _failed(self, reason: str) -> bool:
         self.tally.connect_failures[reason] += 1
@@ -146,6 +160,9 @@ class Peer:
         self.offers.put_nowait(None)
 
     def _handle(self, message: dict[str, object]) -> None:
+        seq = message.get("seq")
+        if type(seq) is int:
+            self.last_seq = seq
         kind = message.get("type")
         if kind in RELAYED_TYPES:
             self._on_relayed(message)
@@ -220,6 +237,8 @@ class Peer:
 
     async def close(self) -> None:
         self.closing = True
+        if self._pinger is not None:
+            self._pinger.cancel()
         if self.ws is not None:
             await self.ws.close()
         if self._receiver is not None:

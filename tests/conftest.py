@@ -13,6 +13,30 @@ from tests.helpers import api_as, unavailable
 pytest_plugins = ["tests.browser"]
 
 
+def _flush_retrying_deadlocks(flush):
+    """The database flush after a transactional test TRUNCATEs every table while the real server processes may
+    still be recording what the test's sockets did (a leave, a suspension, a heartbeat); PostgreSQL then aborts one
+    side as a deadlock. The flush is tried again: the server's write went through or was rolled back whole."""
+    import time
+
+    def fixture_teardown(self):
+        for attempt in range(5):
+            try:
+                return flush(self)
+            except Exception as error:  # flush raises CommandError from the OperationalError
+                if "deadlock detected" not in f"{error} {error.__cause__}" or attempt == 4:
+                    raise
+                time.sleep(0.2)
+
+    return fixture_teardown
+
+
+def pytest_configure(config):
+    from django.test import TransactionTestCase
+
+    TransactionTestCase._fixture_teardown = _flush_retrying_deadlocks(TransactionTestCase._fixture_teardown)
+
+
 def require_service(name: str, url: str) -> None:
     """Skip locally when a real service is not answering; in CI a missing service is a failure."""
     parsed = urlparse(url)

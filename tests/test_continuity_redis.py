@@ -2,6 +2,7 @@
 by itself. The test runs a Redis of its own on another port: the machine's Redis is never stopped."""
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -95,10 +96,13 @@ async def test_a_redis_restart_loses_nothing_and_relay_comes_back_by_itself(two_
                                                                             alice, bob, mallory):
     first, second = two_servers_on
     token = (await sync_to_async(Token.objects.get_or_create)(user=alice))[0].key
-    async with websockets.connect(await ws_url(first, alice, public_room)) as a, \
-            websockets.connect(await ws_url(first, bob, public_room)) as b, \
-            websockets.connect(await ws_url(second, mallory, public_room)) as m:
-        welcome_a, welcome_b, welcome_m = await recv(a), await recv(b), await recv(m)
+    async with contextlib.AsyncExitStack() as sockets:
+        async def joined(server, user):  # one after the other, so that each sees the later ones join
+            ws = await sockets.enter_async_context(websockets.connect(await ws_url(server, user, public_room)))
+            return ws, await recv(ws)
+
+        (a, welcome_a), (b, welcome_b), (m, welcome_m) = [await joined(*who) for who in
+                                                          ((first, alice), (first, bob), (second, mallory))]
         for ws in (a, a, b):
             await next_of(ws, "peer-joined")
 

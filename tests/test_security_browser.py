@@ -77,7 +77,7 @@ async def test_the_admin_works_under_the_policy(browsers, admin_user, alice, pas
     await page.goto(f"/admin/calls/room/{private_room.pk}/change/")
     # The inline's "Add another" link and the autocomplete widget are the admin's own scripts.
     await page.get_by_text("Add another Room membership").click()
-    assert await page.locator(".dynamic-memberships").count() == 3  # alice and bob, and the new row
+    assert await page.locator(".dynamic-memberships").count() == 4  # alice, carol and bob, and the new row
     assert await page.locator(".select2-container").count() >= 1
     await page.goto("/admin/calls/call/")
     await page.wait_for_selector("#changelist")

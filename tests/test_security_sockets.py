@@ -473,7 +473,6 @@ async def test_a_member_who_leaves_a_private_room_is_closed_too(live_server_proc
 async def test_making_a_public_room_private_closes_the_outsiders_only(live_server_process, public_room, alice, bob,
                                                                       mallory):
     server = live_server_process
-    await sync_to_async(public_room.memberships.create)(user=bob, role="member")
     owner = await ticket_socket(server, alice, public_room)
     member = await ticket_socket(server, bob, public_room)
     outsider = await ticket_socket(server, mallory, public_room)
@@ -497,7 +496,6 @@ async def test_making_a_public_room_private_closes_the_outsiders_only(live_serve
 async def test_a_moderator_made_a_member_of_a_locked_room_is_closed_with_4403(live_server_process, public_room,
                                                                               alice, carol):
     server = live_server_process
-    await sync_to_async(public_room.memberships.create)(user=carol, role="moderator")
     await sync_to_async(Room.objects.filter(pk=public_room.pk).update)(locked=True)
     owner = await ticket_socket(server, alice, public_room)
     moderator = await ticket_socket(server, carol, public_room)
