@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 import websockets
 from asgiref.sync import sync_to_async
+from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from calls.models import Call, CallParticipant
@@ -74,6 +75,13 @@ def two_servers_on(own_redis, live_server_process):
         yield first, second
 
 
+def session_cookie(user) -> str:
+    """The Cookie header of a browser logged in as the user (sessions live in the database, not in Redis)."""
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}"
+
+
 def api_get(server, token: str, path: str) -> int:
     request = urllib.request.Request(f"{server.url}{path}", headers={"Authorization": f"Token {token}"})
     try:
@@ -93,7 +101,7 @@ async def next_of(ws, kind: str, timeout: float = 10) -> dict:
 
 
 async def test_a_redis_restart_loses_nothing_and_relay_comes_back_by_itself(two_servers_on, own_redis, public_room,
-                                                                            alice, bob, mallory):
+                                                                            alice, bob, carol, mallory):
     first, second = two_servers_on
     token = (await sync_to_async(Token.objects.get_or_create)(user=alice))[0].key
     async with contextlib.AsyncExitStack() as sockets:
@@ -122,6 +130,14 @@ async def test_a_redis_restart_loses_nothing_and_relay_comes_back_by_itself(two_
                 await recv(late)
             assert closed.value.rcvd.code == CloseCode.UNAVAILABLE
 
+        # A join that needs no Redis (a browser's session) works, though the others cannot be told of it now.
+        cookie = await sync_to_async(session_cookie)(carol)
+        newcomer = await sockets.enter_async_context(websockets.connect(
+            f"{second.ws_url}/ws/rooms/{public_room.slug}/", origin=websockets.Origin(second.url),
+            additional_headers={"Cookie": cookie}))
+        welcome_c = await recv(newcomer)
+        assert welcome_c["type"] == "welcome"
+
         await asyncio.to_thread(own_redis.start)
         back = time.monotonic()
         delivered = None
@@ -135,8 +151,11 @@ async def test_a_redis_restart_loses_nothing_and_relay_comes_back_by_itself(two_
         print(f"\ncross-process relay back {time.monotonic() - back:.2f} s after Redis returned")
         await m.send(json.dumps({"type": "answer", "to": welcome_a["peer_id"], "sdp": OFFER}))  # and back
         assert (await next_of(a, "answer"))["from"] == welcome_m["peer_id"]
+        # The peer that joined during the outage is reachable from the other process all the same.
+        await a.send(json.dumps({"type": "offer", "to": welcome_c["peer_id"], "sdp": OFFER}))
+        assert (await next_of(newcomer, "offer"))["from"] == welcome_a["peer_id"]
 
     calls = [c async for c in Call.objects.filter(room=public_room)]
     assert len(calls) == 1
     rows = await sync_to_async(lambda: list(CallParticipant.objects.filter(call=calls[0])))()
-    assert len(rows) == 3 and all(r.reconnects == 0 for r in rows)
+    assert len(rows) == 4 and all(r.reconnects == 0 for r in rows)
