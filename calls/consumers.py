@@ -118,6 +118,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.last_heard = self.loop.time()
         self.bucket = TokenBucket(limits["RATE_PER_SECOND"], limits["RATE_BURST"], self.last_heard)
         self.peers: dict[str, str] = {}  # peer id -> relay node ("" while it is suspended), for every other peer
+        self.peer_sockets: dict[str, int] = {}  # peer id -> the latest of its sockets heard of (its reconnects)
+        self.socket_number = 0  # ours: how many times our participation had resumed when this socket joined
         self.pending: list | None = []  # items relayed to us before our welcome went out
         self.seq = 0  # the last sequence number sent to the client
         self.sent = SentFrames(count=limits["RESUME_BUFFER"], size=limits["RESUME_BUFFER_BYTES"],
@@ -216,6 +218,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         """Send the welcome and any replay, then tell the others we are here (again)."""
         self.joined = True
         self.call_id = joined.participant.call_id
+        self.socket_number = joined.participant.reconnects
+        self.peer_sockets = {str(p.peer_id): p.reconnects for p in joined.others}
         self.peers = {str(p.peer_id): "" if p.suspended_at else p.relay_node for p in joined.others}
         await self.send(text_data=self.welcome_text)
         for seq, text in joined.frames:
@@ -233,7 +237,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                      for peer_id in self.peers]
         else:
             text = protocol.peer_state_frame(peer_id=self.peer_id, state="connected")
-            items = [Item.state(peer_id, text, node=self.node.channel, peer_id=self.peer_id, state="connected")
+            items = [Item.state(peer_id, text, node=self.node.channel, peer_id=self.peer_id, state="connected",
+                                socket=self.socket_number)
                      for peer_id in self.peers]
         for item in items:
             await self.send_to_peer(item)
@@ -354,7 +359,12 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             self.peers[peer_id] = node
             await self.send_numbered(item.text)
         elif kind == Item.STATE:
-            node, peer_id, state = item.extra
+            node, peer_id, state, socket = item.extra
+            # The old socket's "reconnecting" can arrive after the new one's "connected" (they come from two
+            # processes): news of an older socket than the latest one heard of is stale.
+            if socket < self.peer_sockets.get(peer_id, 0):
+                return
+            self.peer_sockets[peer_id] = socket
             if peer_id in self.peers:
                 self.peers[peer_id] = node if state == "connected" else ""
             await self.send_numbered(item.text)
@@ -434,7 +444,8 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         if suspended and announce:
             text = protocol.peer_state_frame(peer_id=self.peer_id, state="reconnecting")
             await self.tell_others(lambda peer_id: Item.state(peer_id, text, node=self.node.channel,
-                                                              peer_id=self.peer_id, state="reconnecting"))
+                                                              peer_id=self.peer_id, state="reconnecting",
+                                                              socket=self.socket_number))
 
     async def tell_others(self, item_for) -> None:
         for peer_id in list(self.peers):

@@ -103,14 +103,16 @@ def replay_after(*, participant: CallParticipant, last_seq: int, buffer_frames: 
 def route_or_keep(*, peer_id: str, text: str) -> str | None:
     """A frame for a peer that is not where its sender thought: keep it for the replay if the participation is
     suspended (returns ""), or say where it is now (its relay node). None if it has left."""
-    participant = CallParticipant.objects.live().filter(peer_id=peer_id).only("pk", "suspended_at",
-                                                                                 "relay_node").first()
-    if participant is None:
-        return None
-    if participant.suspended_at is not None:
-        ReplayFrame.objects.create(participant=participant, text=text)
-        return ""
-    return participant.relay_node
+    with transaction.atomic():
+        # Locked, as a resume locks it: a frame kept after the resume read the kept ones would be lost.
+        participant = CallParticipant.objects.select_for_update().live().filter(peer_id=peer_id).only(
+            "pk", "suspended_at", "relay_node").first()
+        if participant is None:
+            return None
+        if participant.suspended_at is not None:
+            ReplayFrame.objects.create(participant=participant, text=text)
+            return ""
+        return participant.relay_node
 
 
 def find_peer(*, call_id: int, peer_id: str) -> CallParticipant | None:

@@ -32,14 +32,15 @@ class Item(NamedTuple):
     kind: str  # one of the constants below
     to: str  # the peer id it is for
     text: str | None  # the frame to send, if any
-    extra: Any  # per kind: JOINED [node, peer id], STATE [node, peer id, state], LEFT the peer id,
+    extra: Any  # per kind: JOINED [node, peer id], STATE [node, peer id, state, socket], LEFT the peer id,
     #             CLOSE [close code, leave reason]
     from_node: str = ""  # where an undeliverable frame is reported
     sender: str = ""  # the peer id to report it to ("" for server-made frames: not reported)
 
     FRAME = "frame"  # send `text`
     JOINED = "joined"  # remember the peer in `extra`, then send `text` (peer-joined)
-    STATE = "state"  # the peer in `extra` [node, peer id, state] is reconnecting or back (peer-state)
+    STATE = "state"  # the peer in `extra` [node, peer id, state, socket] is reconnecting or back (peer-state);
+    #                  socket: how many times it had resumed, so that news of an older socket is not taken as new
     LEFT = "left"  # forget the peer in `extra`, then send `text` (peer-left)
     CLOSE = "close"  # close the socket with `extra` = [close code, leave reason]
 
@@ -52,8 +53,8 @@ class Item(NamedTuple):
         return cls(cls.JOINED, to, text, [node, peer_id])
 
     @classmethod
-    def state(cls, to: str, text: str, *, node: str, peer_id: str, state: str) -> "Item":
-        return cls(cls.STATE, to, text, [node, peer_id, state])
+    def state(cls, to: str, text: str, *, node: str, peer_id: str, state: str, socket: int) -> "Item":
+        return cls(cls.STATE, to, text, [node, peer_id, state, socket])
 
     @classmethod
     def left(cls, to: str, text: str, *, peer_id: str) -> "Item":
