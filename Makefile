@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bandit audit migrate superuser reap clean
+.PHONY: run test fuzz lint bandit audit migrate superuser reap clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long fuzzing run (10,000 frames per server; docs/security.md), left out of `make test`.
+fuzz: $(BIN)/.installed
+	$(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -20,6 +20,10 @@ from calls.services import Joined, JoinRefused, Reason
 
 logger = logging.getLogger(__name__)
 
+# The close reason of a socket whose participation was resumed on another one (4410 too, but nothing is
+# recorded or announced: the participation goes on). A 4410 with reason "replaced" is a newer join's doing.
+HANDED_OVER = "resumed elsewhere"
+
 # Joins and leaves mostly wait on database and cache round trips. Channels' default runs every such call in one
 # thread, one after another; a small pool (a connection per thread) lets a thousand joins overlap.
 db_threads = ThreadPoolExecutor(max_workers=settings.PARLEY_SIGNALING["DB_THREADS"], thread_name_prefix="parley-db")
@@ -32,19 +36,26 @@ def in_db_thread(func):
 class TokenBucket:
     """Frames per second with a burst allowance; tracks how long the client has been flooding."""
 
-    __slots__ = ("rate", "burst", "tokens", "updated", "limited_since")
+    __slots__ = ("rate", "burst", "tokens", "updated", "limited_since", "refused_at")
+
+    # A client is flooding from its first refused frame until it goes this long without one. A flooder is
+    # refused many times a second, so the token that trickles in now and then does not end its flood.
+    CALM_SECONDS = 1.0
 
     def __init__(self, rate: float, burst: int, now: float):
         self.rate, self.burst, self.tokens, self.updated = rate, burst, float(burst), now
         self.limited_since: float | None = None
+        self.refused_at = 0.0
 
     def take(self, now: float) -> bool:
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
-            self.limited_since = None
+            if self.limited_since is not None and now - self.refused_at >= self.CALM_SECONDS:
+                self.limited_since = None
             return True
+        self.refused_at = now
         if self.limited_since is None:
             self.limited_since = now
         return False
@@ -80,6 +91,40 @@ class SentFrames:
         return [(seq, text) for seq, text, _sent in self.frames]
 
 
+class Unacknowledged:
+    """How much of what we sent the client has not acknowledged (the `last_seq` of its pings), and since when:
+    a client that stopped reading stops acknowledging. Counted in checkpoints (a few per second, or per 16 KiB),
+    not per frame, so that a stuck client costs little to watch. Only clients that acknowledge are watched."""
+
+    __slots__ = ("checkpoints", "sent", "acked")
+
+    STEP_SECONDS, STEP_BYTES = 0.1, 16 * 1024
+
+    def __init__(self):
+        self.checkpoints: deque[list] = deque()  # [last seq, bytes sent up to it, when its first frame went]
+        self.sent = 0  # bytes of numbered frames sent
+        self.acked = 0  # of which the client acknowledged
+
+    def add(self, seq: int, size: int, now: float) -> None:
+        self.sent += size
+        last = self.checkpoints[-1] if self.checkpoints else None
+        if last is None or now - last[2] > self.STEP_SECONDS or self.sent - last[1] > self.STEP_BYTES:
+            self.checkpoints.append([seq, self.sent, now])
+        else:
+            last[0], last[1] = seq, self.sent
+
+    def ack(self, seq: int) -> None:
+        checkpoints = self.checkpoints
+        while checkpoints and checkpoints[0][0] <= seq:
+            self.acked = checkpoints.popleft()[1]
+
+    def bytes(self) -> int:
+        return self.sent - self.acked
+
+    def since(self) -> float | None:
+        return self.checkpoints[0][2] if self.checkpoints else None
+
+
 class SignalingConsumer(AsyncWebsocketConsumer):
     """One socket of one participation. A lost socket suspends the participation instead of ending it: the
     others see `peer-state: reconnecting`, frames for it are kept, and a resume (on any process) picks it up."""
@@ -89,12 +134,15 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
     peer_id = ""
     joined = False
+    writer: asyncio.Task | None = None
+    slow = False  # being closed for not reading
 
     async def __call__(self, scope, receive, send):
         try:
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
             # daphne cancels every connection when it shuts down: a restart, resumable on another process.
+            self.stop_writer()
             await self.suspend(Reason.SERVER_SHUTDOWN)
             raise
 
@@ -125,6 +173,16 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.sent = SentFrames(count=limits["RESUME_BUFFER"], size=limits["RESUME_BUFFER_BYTES"],
                                seconds=limits["RESUME_SECONDS"])
         self.room_slug = self.scope["url_route"]["kwargs"]["slug"]
+        # Everything we send goes through a queue and this socket's own writer task: a client that stops reading
+        # holds up nobody else, and is closed once its unread output passes the limits (docs/signaling.md).
+        self.outgoing: deque[str] = deque()
+        self.outgoing_bytes = 0
+        self.written_at = self.last_heard  # when the writer last got a frame out, or the queue was empty
+        self.wake_writer = asyncio.Event()
+        self.writer_idle = asyncio.Event()
+        self.writer_idle.set()
+        self.unacked: Unacknowledged | None = None  # from the client's first acknowledgement on
+        self.slow_bytes, self.slow_seconds = limits["SLOW_BYTES"], limits["SLOW_SECONDS"]
 
         if not self.scope.get("origin_allowed", True):
             await self.refuse(CloseCode.FORBIDDEN, "origin not allowed")
@@ -165,7 +223,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             return None
         if candidate.suspended_at is None:
             # Its old socket may still be open (half-open): close it, which suspends it, and keep its frames.
-            old = Item.close(str(candidate.peer_id), code=CloseCode.REPLACED, reason=Reason.REPLACED)
+            old = Item.close(str(candidate.peer_id), code=CloseCode.REPLACED, reason=HANDED_OVER)
             await self.node.deliver(node=candidate.relay_node, item=old)
             await self.until_suspended(str(candidate.peer_id))
         self.peer_id = str(candidate.peer_id)
@@ -221,13 +279,14 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.socket_number = joined.participant.reconnects
         self.peer_sockets = {str(p.peer_id): p.reconnects for p in joined.others}
         self.peers = {str(p.peer_id): "" if p.suspended_at else p.relay_node for p in joined.others}
-        await self.send(text_data=self.welcome_text)
+        self.writer = self.loop.create_task(self.write_loop(), name=f"signaling-writer-{self.peer_id}")
+        self.push(self.welcome_text)
         for seq, text in joined.frames:
             if seq is None:
-                await self.send_numbered(text)
+                self.send_numbered(text)
             else:
                 self.remember(seq, text)
-                await self.send(text_data=text)
+                self.push(text)
         pending, self.pending = self.pending, None
         for item in pending:
             await self.relayed(item)
@@ -244,6 +303,12 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await self.send_to_peer(item)
 
     async def close(self, code=None, reason=None):
+        if self.writer is not None and not self.slow:  # what was queued goes out first (within a second)
+            try:
+                await asyncio.wait_for(self.writer_idle.wait(), 1.0)
+            except TimeoutError:
+                pass
+        self.stop_writer()
         # daphne's WebSocket library takes a plain int only: a CloseCode member would become 1011.
         await super().close(code=None if code is None else int(code), reason=reason)
 
@@ -268,7 +333,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             if now - self.bucket.limited_since >= self.flood_grace:
                 await self.end(CloseCode.FLOODING, Reason.DISCONNECTED, "flooding")
             else:
-                await self.send(text_data=protocol.error_frame(ErrorCode.RATE_LIMITED, "Slow down."))
+                self.push(protocol.error_frame(ErrorCode.RATE_LIMITED, "Slow down."))
             return
         try:
             if text_data is None:
@@ -279,7 +344,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             message = protocol.parse_client_message(protocol.decode(text_data))
             await self.handle(message)
         except ProtocolError as error:
-            await self.send(text_data=protocol.error_frame(error.code, error.detail))
+            self.push(protocol.error_frame(error.code, error.detail))
         except Exception:
             logger.exception("signaling: peer %s in %s: handler failed", self.peer_id, self.room_slug)
             await self.end(CloseCode.SERVER_ERROR, Reason.DISCONNECTED, "server error")
@@ -295,7 +360,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 await self.keep_or_reroute(item)
         elif type(message) is protocol.Ping:
             self.sent.forget(now=self.loop.time(), handled=message.last_seq or 0)
-            await self.send(text_data=protocol.PONG)
+            if message.last_seq is not None:
+                if self.unacked is None:
+                    self.unacked = Unacknowledged()
+                self.unacked.ack(message.last_seq)
+            self.push(protocol.PONG)
         elif type(message) is protocol.MediaState:
             await database_sync_to_async(services.record_media_state)(
                 peer_id=self.peer_id, audio=message.audio, video=message.video, screen=message.screen
@@ -337,12 +406,82 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
     # --- frames from the relay -----------------------------------------------------------------------
 
-    async def send_numbered(self, text: str) -> None:
+    def send_numbered(self, text: str) -> None:
         """Send a relayed or announced frame with the next sequence number, and keep it for a replay."""
         self.seq += 1
         text = protocol.with_seq(text, self.seq)
         self.remember(self.seq, text)
-        await self.send(text_data=text)
+        if self.unacked is not None:
+            self.unacked.add(self.seq, len(text), self.loop.time())
+        self.push(text)
+
+    # --- writing to the client ----------------------------------------------------------------------------
+
+    def push(self, text: str) -> None:
+        """Queue a frame for the writer. Never waits: the sender may be another peer's handler."""
+        if self.writer is None or self.slow:
+            return
+        outgoing = self.outgoing
+        if not outgoing:
+            self.written_at = self.loop.time()
+            self.writer_idle.clear()
+            self.wake_writer.set()
+        outgoing.append(text)
+        self.outgoing_bytes += len(text)
+        if self.outgoing_bytes > self.slow_bytes or (self.unacked and self.unacked.bytes() > self.slow_bytes):
+            self.too_slow("unread output over the limit")
+        elif self.is_stalled(self.loop.time()):
+            self.too_slow("unread for too long")
+
+    async def write_loop(self) -> None:
+        outgoing = self.outgoing
+        try:
+            while True:
+                await self.wake_writer.wait()
+                self.wake_writer.clear()
+                while outgoing:
+                    text = outgoing[0]
+                    await self.send(text_data=text)
+                    outgoing.popleft()
+                    self.outgoing_bytes -= len(text)
+                    self.written_at = self.loop.time()
+                self.writer_idle.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the socket closed under us: its disconnect is on its way
+            logger.debug("signaling: peer %s: send failed, the socket is closing", self.peer_id, exc_info=True)
+            outgoing.clear()
+            self.outgoing_bytes = 0
+            self.writer_idle.set()
+
+    def stop_writer(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.cancel()
+        self.outgoing.clear()
+        self.outgoing_bytes = 0
+        self.writer_idle.set()
+
+    def is_stalled(self, now: float) -> bool:
+        """Unread for too long: the writer is stuck on a frame, or the client stopped acknowledging."""
+        if self.outgoing and now - self.written_at > self.slow_seconds:
+            return True
+        since = self.unacked.since() if self.unacked else None
+        return since is not None and now - since > self.slow_seconds
+
+    def too_slow(self, why: str) -> None:
+        """Close a client that stopped reading (4413); its participation waits for a resume, as after a drop."""
+        if self.slow:
+            return
+        self.slow = True
+        logger.warning("signaling: peer %s in %s does not read its frames (%s, %d bytes queued): closing",
+                       self.peer_id, self.room_slug, why, self.outgoing_bytes)
+        self.stop_writer()
+        self.closing = self.loop.create_task(self.close_slow(), name=f"signaling-slow-{self.peer_id}")
+
+    async def close_slow(self) -> None:
+        await self.suspend(Reason.DISCONNECTED)
+        await self.close(code=CloseCode.TOO_SLOW, reason="not reading")
 
     def remember(self, seq: int, text: str) -> None:
         self.sent.add(seq, text, self.loop.time())
@@ -353,11 +492,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             return
         kind = item.kind
         if kind == Item.FRAME:
-            await self.send_numbered(item.text)
+            self.send_numbered(item.text)
         elif kind == Item.JOINED:
             node, peer_id = item.extra
             self.peers[peer_id] = node
-            await self.send_numbered(item.text)
+            self.send_numbered(item.text)
         elif kind == Item.STATE:
             node, peer_id, state, socket = item.extra
             # The old socket's "reconnecting" can arrive after the new one's "connected" (they come from two
@@ -367,13 +506,13 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             self.peer_sockets[peer_id] = socket
             if peer_id in self.peers:
                 self.peers[peer_id] = node if state == "connected" else ""
-            await self.send_numbered(item.text)
+            self.send_numbered(item.text)
         elif kind == Item.LEFT:
             self.peers.pop(item.extra, None)
-            await self.send_numbered(item.text)
+            self.send_numbered(item.text)
         elif kind == Item.CLOSE:
             code, reason = item.extra
-            if code == CloseCode.REPLACED:  # resumed on another socket: keep our frames for it, say nothing
+            if reason == HANDED_OVER:  # resumed on another socket: keep our frames for it, say nothing
                 await self.suspend(Reason.DISCONNECTED, announce=False)
                 await self.close(code=code, reason=reason)
             else:
@@ -384,7 +523,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         for peer_id, node in list(self.peers.items()):
             if node in nodes:
                 self.peers[peer_id] = ""
-                await self.send_numbered(protocol.peer_state_frame(peer_id=peer_id, state="reconnecting"))
+                self.send_numbered(protocol.peer_state_frame(peer_id=peer_id, state="reconnecting"))
 
     async def time_out(self) -> None:
         await self.suspend(Reason.TIMED_OUT)
@@ -402,8 +541,11 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         await self.close(code=code, reason=detail)
 
     async def disconnect(self, code):
+        self.stop_writer()
         if code == CloseCode.NORMAL:
             await self.leave(Reason.LEFT)
+        elif code in protocol.BROKEN_PROTOCOL_CLOSE_CODES:  # refused by the server itself: nothing to resume
+            await self.leave(Reason.DISCONNECTED)
         elif code == CloseCode.SERVICE_RESTART:  # uvicorn closes every socket with 1012 when it stops
             await self.suspend(Reason.SERVER_SHUTDOWN)
         else:  # a reload, a closed tab, a network loss: the participation waits for a resume

@@ -75,6 +75,7 @@ async def housekeeping_loop(node: relay.Node) -> None:
         try:
             await database_sync_to_async(services.touch_participants)(peer_ids=list(node.peers))
             await close_silent_peers(node, now=loop.time())
+            close_stalled_peers(node, now=loop.time())
             if beat % reap_every == 0:
                 await database_sync_to_async(services.reap_stale_participants)()
         except Exception:
@@ -87,3 +88,11 @@ async def close_silent_peers(node: relay.Node, *, now: float) -> int:
     for peer in silent:
         await peer.time_out()
     return len(silent)
+
+
+def close_stalled_peers(node: relay.Node, *, now: float) -> int:
+    """Close the peers that stopped reading their frames (also those nobody sends to any more)."""
+    stalled = [peer for peer in node.peers.values() if peer.is_stalled(now)]
+    for peer in stalled:
+        peer.too_slow("unread for too long")
+    return len(stalled)

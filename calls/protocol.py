@@ -27,9 +27,13 @@ class CloseCode(IntEnum):
     RESTARTING = 4012  # Parley's close when its server process stops (daphne cannot send 1012): resume at once
     UNAVAILABLE = 4503  # a service the join needs (Redis, to check a ticket) is down: try again shortly
     FLOODING = 4429
+    TOO_SLOW = 4413  # the client does not read its frames (unread output over PARLEY_SLOW_BYTES or _SECONDS): resume
 
 
 CLEAN_CLOSE_CODES = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY})
+# The server's own refusals of a client that broke the WebSocket protocol (daphne and uvicorn send these, not
+# Parley): a protocol error, invalid UTF-8 in a text frame, a message over PARLEY_WS_MAX_BYTES.
+BROKEN_PROTOCOL_CLOSE_CODES = frozenset({1002, 1007, 1009})
 
 
 class ErrorCode:
@@ -86,6 +90,8 @@ def decode(text: str) -> dict:
         data = json.loads(text)
     except ValueError:
         raise ProtocolError(ErrorCode.BAD_JSON, "The frame is not valid JSON.") from None
+    except RecursionError:  # nesting deeper than the parser goes; nothing valid is nested that deep
+        raise ProtocolError(ErrorCode.BAD_JSON, "The frame is nested too deeply.") from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "A frame must be a JSON object.")
     return data
@@ -109,6 +115,11 @@ def _string(data: dict, key: str, limit: int, *, nullable: bool = False) -> str 
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{key}' must be a string.")
     if len(value) > limit:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{key}' is longer than {limit} characters.")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a lone surrogate from a JSON escape: no text, so nothing to relay
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{key}' is not valid Unicode text.") from None
     return value
 
 

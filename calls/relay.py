@@ -79,6 +79,10 @@ class LocalPeer(Protocol):
 
     async def nodes_died(self, nodes: set[str]) -> None: ...
 
+    def is_stalled(self, now: float) -> bool: ...
+
+    def too_slow(self, why: str) -> None: ...
+
 
 async def _bounce_missing(node: "Node", item: Item) -> bool:
     return False

@@ -111,6 +111,8 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
         others = []
     else:
         others = list(call.participants.live().select_related("user").order_by("joined_at", "id"))
+    replaced = peers_to_replace(others=others, user=user)
+    others = [p for p in others if p not in replaced]
     if len(others) >= room.max_participants:
         raise JoinRefused(CloseCode.ROOM_FULL, f"The room is full ({room.max_participants} people).")
     token, token_hash = new_resume_token()
@@ -118,8 +120,26 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
         call=call, user=user, peer_id=peer_id, relay_node=relay_node, user_agent=user_agent[:300],
         resume_token_hash=token_hash,
     )
+    for old in replaced:  # after the newcomer's row exists, so the call is never empty meanwhile
+        replace_peer(participant=old)
     call.room = room
     return Joined(participant=participant, others=others, resume_token=token)
+
+
+def peers_to_replace(*, others: list[CallParticipant], user) -> list[CallParticipant]:
+    """One user has at most PARLEY_MAX_PEERS_PER_USER live peers in a call (a laptop and a phone): a further join
+    replaces the user's oldest, so that one person can never fill a room. `others` is in join order."""
+    mine = [p for p in others if p.user_id == user.pk]
+    excess = len(mine) - settings.PARLEY_SIGNALING["MAX_PEERS_PER_USER"] + 1
+    return mine[:max(excess, 0)]
+
+
+def replace_peer(*, participant: CallParticipant) -> None:
+    """End a peer a newer join of its user replaces: closed with 4410, `peer-left: replaced` to the others."""
+    logger.info("peer %s replaced by a newer join of its user", participant.peer_id)
+    end_connection(participant=participant, reason=Reason.REPLACED, close_code=CloseCode.REPLACED)
+    if participant.suspended_at is not None:  # no socket to announce it: its peers hear it from here
+        announce_peer_left(call_id=participant.call_id, peer_id=str(participant.peer_id), reason=Reason.REPLACED)
 
 
 def leave_call(*, peer_id, reason: str, at: datetime | None = None, only_suspended_since=None) -> bool:

@@ -12,6 +12,9 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from calls.routing import OriginCheckMiddleware, websocket_urlpatterns  # noqa: E402
+from config.edge import install_daphne_edge  # noqa: E402
+
+install_daphne_edge()
 
 application = ProtocolTypeRouter(
     {

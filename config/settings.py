@@ -380,10 +380,19 @@ PARLEY_SIGNALING = {
     "NODE_TIMEOUT": env_float("PARLEY_NODE_TIMEOUT", 6.0),
     # How long a resume waits for the process holding the old socket to hand it over (a dead one never does).
     "HANDOVER_SECONDS": env_float("PARLEY_HANDOVER_SECONDS", 2.0),
+    # A user's live peers per call (a laptop and a phone); a further join replaces the oldest (4410).
+    "MAX_PEERS_PER_USER": env_int("PARLEY_MAX_PEERS_PER_USER", 2),
     "MAX_FRAME_BYTES": 64 * 1024,
+    # The server's own message limit (the edge): a bigger message is refused with 1009 before it is read whole.
+    # The documented daphne and uvicorn commands pass it (--websocket-max-message-size, --ws-max-size).
+    "WS_MAX_BYTES": env_int("PARLEY_WS_MAX_BYTES", 1024 * 1024),
     "RATE_PER_SECOND": env_float("PARLEY_RATE_PER_SECOND", 20.0),
     "RATE_BURST": env_int("PARLEY_RATE_BURST", 100),
     "FLOOD_GRACE_SECONDS": env_float("PARLEY_FLOOD_GRACE_SECONDS", 5.0),
+    # A client that does not read is closed (4413) once its unread output passes this many bytes (queued, or
+    # sent and not acknowledged by its pings) or stays unread this long.
+    "SLOW_BYTES": env_int("PARLEY_SLOW_BYTES", 1024 * 1024),
+    "SLOW_SECONDS": env_float("PARLEY_SLOW_SECONDS", 30.0),
     "DB_THREADS": env_int("PARLEY_DB_THREADS", 8),
     # Liveness (calls/liveness.py): how often a process refreshes its peers' rows and looks for silent peers,
     # how many heartbeats between two reaper runs, and how long a stopping process may take to record leaves.
@@ -391,6 +400,8 @@ PARLEY_SIGNALING = {
     "REAP_EVERY": env_int("PARLEY_REAP_EVERY", 3),
     "SHUTDOWN_SECONDS": env_float("PARLEY_SHUTDOWN_SECONDS", 30.0),
 }
+# daphne's runserver (make run) reads its limit from here.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = PARLEY_SIGNALING["WS_MAX_BYTES"]
 
 # --- Internationalisation, static files ---------------------------------------------------------
 

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,11 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         raise NotImplementedError
+
+    @property
+    def ws_max_bytes(self) -> str:
+        """The edge limit, from the one setting, as the documented commands pass it."""
+        return self.env.get("PARLEY_WS_MAX_BYTES") or str(settings.PARLEY_SIGNALING["WS_MAX_BYTES"])
 
     @property
     def url(self) -> str:
@@ -103,7 +109,8 @@ class DaphneServer(ServerProcess):
     name = "daphne"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"]
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                "--websocket-max-message-size", self.ws_max_bytes, "config.asgi:application"]
 
 
 class UvicornServer(ServerProcess):
@@ -113,4 +120,5 @@ class UvicornServer(ServerProcess):
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                "--port", str(self.port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio"]
+                "--port", str(self.port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+                "--ws-max-size", self.ws_max_bytes]

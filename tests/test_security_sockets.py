@@ -5,7 +5,6 @@ page (a session cookie), and the logout, password change or removal is a real HT
 """
 
 import asyncio
-import json
 import os
 import re
 import time
@@ -20,8 +19,9 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from rest_framework.authtoken.models import Token
 
-from calls import services, tickets
+from calls import services
 from calls.models import Call, CallParticipant, Room
+from tests.live_sockets import Socket, ticket_socket
 from tests.servers import DaphneServer
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -128,69 +128,10 @@ async def in_thread(func, *args, **kwargs):
     return await asyncio.to_thread(func, *args, **kwargs)
 
 
-class Socket:
-    """A signaling socket on a real server; records every frame and how it closed."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.frames: list[dict] = []
-        self.close_code: int | None = None
-        self.closed_at: float | None = None
-        self.welcome: dict = {}
-        self._reader: asyncio.Task | None = None
-
-    @property
-    def peer_id(self) -> str:
-        return self.welcome["peer_id"]
-
-    async def start(self) -> "Socket":
-        self.welcome = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
-        assert self.welcome["type"] == "welcome", self.welcome
-        self._reader = asyncio.create_task(self._read())
-        return self
-
-    async def _read(self) -> None:
-        try:
-            async for text in self.ws:
-                self.frames.append(json.loads(text))
-        except websockets.ConnectionClosed:
-            pass
-        self.closed_at = time.monotonic()
-        self.close_code = self.ws.close_code
-
-    async def closed(self, timeout: float = 10) -> int | None:
-        await asyncio.wait_for(asyncio.shield(self._reader), timeout)
-        return self.close_code
-
-    async def frame(self, predicate, timeout: float = 10, *, start: int = 0) -> dict:
-        """The first frame (from index `start` on) that matches, waiting for it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for frame in self.frames[start:]:
-                if predicate(frame):
-                    return frame
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no such frame within {timeout} s; the last ones: {self.frames[-5:]}")
-
-    async def send(self, frame: dict) -> None:
-        await self.ws.send(json.dumps(frame))
-
-    async def close(self) -> None:
-        await self.ws.close()
-        if self._reader:
-            await asyncio.gather(self._reader, return_exceptions=True)
-
-
 async def session_socket(server: DaphneServer, browser: Browser, room) -> Socket:
     """A browser's socket: authenticated by its session cookie, with its page's Origin."""
     ws = await websockets.connect(f"{server.ws_url}/ws/rooms/{room.slug}/",
                                   additional_headers={"Cookie": browser.cookie_header, "Origin": server.url})
-    return await Socket(ws).start()
-
-
-async def ticket_socket(server: DaphneServer, user, room) -> Socket:
-    ticket = await sync_to_async(tickets.issue_ticket)(user=user, room=room)
-    ws = await websockets.connect(f"{server.ws_url}/ws/rooms/{room.slug}/?ticket={ticket}")
     return await Socket(ws).start()
 
 
