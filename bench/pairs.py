@@ -22,6 +22,7 @@ from workload import FRAMES_PER_TURN, FrameWriter, TokenBucket, read_mark, turn_
 RELAYED_TYPES = frozenset({"offer", "answer", "candidate"})
 CLOSE_TIMEOUT = 2.0
 PING_SECONDS = 10.0  # as static/js/signaling.js
+ACK_CHARS = 256 * 1024  # and a ping after this much received, as the page does (the server closes at 1 MiB unread)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Peer:
         self._turn_done: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self._last_send = 0.0
         self.last_seq = 0  # the last numbered frame received, acknowledged by the pings as the page does
+        self.unacked = 0  # characters received since the last ping
         self._receiver: asyncio.Task[None] | None = None
         self._pinger: asyncio.Task[None] | None = None
 
@@ -146,6 +148,10 @@ class Peer:
                     self._handle(message)
                 else:
                     self.other_frames["(not a JSON object)"] += 1
+                self.unacked += len(raw)
+                if self.unacked > ACK_CHARS:
+                    self.unacked = 0
+                    await self.ws.send(json.dumps({"type": "ping", "last_seq": self.last_seq}))
         except ConnectionClosed as closed:
             if not self.closing:
                 self.close_code = closed.rcvd.code if closed.rcvd else 1006

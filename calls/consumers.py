@@ -400,6 +400,10 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             self.peers.pop(item.to, None)
             if not quiet:
                 raise ProtocolError(ErrorCode.UNDELIVERABLE, "The peer has left.")
+        elif where == continuity.KEPT_FULL:
+            if not quiet:
+                raise ProtocolError(ErrorCode.UNDELIVERABLE, "The peer is reconnecting and has too many frames "
+                                                             "waiting for it.")
         elif where:
             self.peers[item.to] = where
             await self.node.deliver(node=where, item=item)

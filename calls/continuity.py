@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Count, F, Sum
+from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
 from calls.models import CallParticipant, RelayNode, ReplayFrame
@@ -100,9 +101,13 @@ def replay_after(*, participant: CallParticipant, last_seq: int, buffer_frames: 
     return frames[start:], complete and start == 0
 
 
+KEPT_FULL = "-"  # route_or_keep: the peer is suspended and has as many frames kept as it may have
+
+
 def route_or_keep(*, peer_id: str, text: str) -> str | None:
     """A frame for a peer that is not where its sender thought: keep it for the replay if the participation is
-    suspended (returns ""), or say where it is now (its relay node). None if it has left."""
+    suspended (returns ""; KEPT_FULL once its frames reach PARLEY_RESUME_BUFFER or _BUFFER_BYTES), or say where it
+    is now (its relay node). None if it has left."""
     with transaction.atomic():
         # Locked, as a resume locks it: a frame kept after the resume read the kept ones would be lost.
         participant = CallParticipant.objects.select_for_update().live().filter(peer_id=peer_id).only(
@@ -110,6 +115,11 @@ def route_or_keep(*, peer_id: str, text: str) -> str | None:
         if participant is None:
             return None
         if participant.suspended_at is not None:
+            limits = settings.PARLEY_SIGNALING
+            kept = ReplayFrame.objects.filter(participant=participant).aggregate(
+                frames=Count("pk"), size=Coalesce(Sum(Length("text")), 0))
+            if kept["frames"] >= limits["RESUME_BUFFER"] or kept["size"] + len(text) > limits["RESUME_BUFFER_BYTES"]:
+                return KEPT_FULL
             ReplayFrame.objects.create(participant=participant, text=text)
             return ""
         return participant.relay_node

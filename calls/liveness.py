@@ -36,7 +36,7 @@ async def keep_or_reroute(node: relay.Node, item: relay.Item) -> bool:
     """A frame arrived for a peer no longer here: keep it for its replay (it is suspended) or send it on to where
     it resumed. False if the peer has left, and the sender is told the frame was undeliverable."""
     where = await database_sync_to_async(continuity.route_or_keep)(peer_id=item.to, text=item.text)
-    if where is None:
+    if where is None or where == continuity.KEPT_FULL:
         return False
     if where == "":
         return True  # kept

@@ -7,6 +7,7 @@ check when asked), with the virtualenv of this test run in place of /srv/parley/
 import asyncio
 import itertools
 import json
+import re
 import shlex
 import shutil
 import ssl
@@ -64,17 +65,28 @@ def unit_directives(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def unit_command(value: str, *, port: int | None = None) -> list[str]:
-    """An Exec*= line of a shipped unit as this machine runs it: our virtualenv, the instance name a port."""
+def unit_environment(name: str) -> dict[str, str]:
+    """The variables a unit's Environment= lines set."""
+    pairs = [pair for k, value in unit_directives(UNITS / name) if k == "Environment" for pair in value.split()]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+def unit_command(value: str, *, port: int | None = None, environment: dict[str, str] | None = None) -> list[str]:
+    """An Exec*= line of a shipped unit as this machine runs it: our virtualenv, the instance name a port, and
+    ${VARIABLE} replaced as systemd does."""
     if port is not None:
         value = value.replace("%i", str(port))
+    value = re.sub(r"\$\{([A-Z0-9_]+)\}", lambda m: (environment or {})[m.group(1)], value)
     args = shlex.split(value)
     assert args[0].startswith(SHIPPED_VENV_BIN), args[0]
     return [str(VENV_BIN / args[0].removeprefix(SHIPPED_VENV_BIN)), *args[1:]]
 
 
-def unit_commands(name: str, key: str, *, port: int | None = None) -> list[list[str]]:
-    return [unit_command(value, port=port) for k, value in unit_directives(UNITS / name) if k == key]
+def unit_commands(name: str, key: str, *, port: int | None = None,
+                  env: dict[str, str] | None = None) -> list[list[str]]:
+    environment = {**unit_environment(name), **(env or {})}
+    return [unit_command(value, port=port, environment=environment)
+            for k, value in unit_directives(UNITS / name) if k == key]
 
 
 class UnitServer(ServerProcess):
@@ -87,7 +99,7 @@ class UnitServer(ServerProcess):
         self.checked = checked
 
     def command(self) -> list[str]:
-        [command] = unit_commands("parley@.service", "ExecStart", port=self.port)
+        [command] = unit_commands("parley@.service", "ExecStart", port=self.port, env=self.env)
         return command
 
     def start(self, timeout: float = 30.0) -> "UnitServer":

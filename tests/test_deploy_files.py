@@ -56,7 +56,10 @@ def test_every_unit_runs_as_the_dedicated_user_with_the_hardening_directives():
 def test_the_server_unit_starts_the_recommended_server_with_parleys_size_limit():
     [start] = [value for key, value in directives(UNITS / "parley@.service") if key == "ExecStart"]
     assert start.startswith(f"{SHIPPED_VENV_BIN}uvicorn config.asgi:application --host 127.0.0.1 --port %i")
-    assert "--ws-max-size 1048576" in start  # daphne's 1 MiB; the protocol's own 64 KiB stays below it
+    # The one edge setting (docs/security.md), with its default in the unit itself.
+    assert "--ws-max-size ${PARLEY_WS_MAX_BYTES}" in start
+    environment = " ".join(value for key, value in directives(UNITS / "parley@.service") if key == "Environment")
+    assert "PARLEY_WS_MAX_BYTES=1048576" in environment.split()
 
 
 def settings_variables() -> set[str]:

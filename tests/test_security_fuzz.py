@@ -39,7 +39,8 @@ TYPES = ["offer", "answer", "candidate", "media-state", "ping", "welcome", "erro
 def server(request, django_db_setup, django_db_blocker):
     # The fuzzer sends as fast as it can: the rate limit would answer most frames before they are looked at.
     with django_db_blocker.unblock():
-        process = request.param(env={"PARLEY_RATE_PER_SECOND": "1000000", "PARLEY_RATE_BURST": "1000000"})
+        process = request.param(env={"PARLEY_RATE_PER_SECOND": "1000000", "PARLEY_RATE_BURST": "1000000",
+                                     "PARLEY_PEER_TIMEOUT": "3600"})  # the receiving peer says nothing
         process.start()
     yield process
     process.stop()

@@ -7,6 +7,8 @@ const WELCOME_MS = 10000;      // a connection that has not welcomed us by then 
 const FIRST_BACKOFF_MS = 500;  // after the first retry, which is immediate: 0.5 s, 1 s, 2 s ... 10 s, with jitter
 const MAX_BACKOFF_MS = 10000;
 const OUTBOX_LIMIT = 500;
+// The server closes a client that leaves more than 1 MiB unacknowledged (4413): acknowledge well before that.
+const ACK_CHARS = 256 * 1024;
 
 // Close codes of the protocol. `retry` says whether a new connection can help.
 export const CLOSE_REASONS = {
@@ -25,6 +27,9 @@ export const CLOSE_REASONS = {
   4409: { retry: false, message: "The room is full." },
   4410: { retry: false, message: "You are in this call from another tab or device now, so this page left it." },
   4429: { retry: true, message: "This page sent too many messages." },
+  4413: { retry: true, message: "This page fell behind reading the call's messages." },
+  1007: { retry: false, message: "This page sent a message the server could not read." },
+  1009: { retry: true, message: "This page sent a message too large for the server." },
 };
 
 // `inCall`: the close ended a call we had joined. Then 4403 and 4404 come from someone else's action (a kick,
@@ -54,6 +59,7 @@ export class Signaling extends EventTarget {
     this.welcomed = false;
     this.outbox = [];
     this.timers = {};
+    this.unacked = 0; // characters received since the last ping told the server what was handled
   }
 
   get up() { return Boolean(this.socket && this.welcomed && this.socket.readyState === WebSocket.OPEN); }
@@ -76,6 +82,8 @@ export class Signaling extends EventTarget {
       if (!frame || typeof frame.type !== "string") return;
       if (frame.type === "welcome") this.onWelcome(frame);
       this.emit("frame", frame);
+      this.unacked += event.data.length;
+      if (this.unacked > ACK_CHARS && this.welcomed) this.ping();
     });
     socket.addEventListener("close", (event) => this.onClose(socket, event.code));
   }
@@ -94,6 +102,7 @@ export class Signaling extends EventTarget {
   }
 
   ping() {
+    this.unacked = 0;
     if (!this.transmit({ type: "ping", last_seq: this.lastSeq() })) return;
     clearTimeout(this.timers.pong);
     const socket = this.socket;
