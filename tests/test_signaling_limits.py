@@ -181,3 +181,42 @@ async def test_a_frame_for_a_peer_gone_from_its_process_is_bounced(two_nodes):
     sender = FakePeer(here, "a")
     await here.deliver(node=there.channel, item=Item.frame("b-gone", "{}", sender="a"))
     assert (await sender.next_frame())["code"] == "undeliverable"
+
+
+async def test_a_flooder_is_closed_although_tokens_trickle_in(peers, public_room, alice, limits):
+    """Each refill lets one frame through; that does not end the flood, so 4429 comes after the grace period."""
+    limits(RATE_PER_SECOND=20, RATE_BURST=5, FLOOD_GRACE_SECONDS=1.0)
+    peer = await peers(alice, public_room)
+    loop = asyncio.get_running_loop()
+    closing = asyncio.ensure_future(peer.closed_with(timeout=4))
+    started = loop.time()
+    while not closing.done() and loop.time() - started < 3:
+        await peer.send({"type": "ping"})  # 100 a second: five times the rate
+        await asyncio.sleep(0.01)
+    took = loop.time() - started
+    assert await closing == 4429
+    assert 1.0 <= took < 1.5, took
+
+
+async def test_a_client_that_stops_acknowledging_is_closed_with_4413(peers, public_room, alice, bob, limits):
+    limits(SLOW_SECONDS=0.5, HEARTBEAT_SECONDS=0.2)
+    reader, sender = await peers.together(public_room, alice, bob)
+    await reader.send({"type": "ping", "last_seq": 0})  # it acknowledges, so it is watched...
+    assert await reader.receive() == {"type": "pong"}
+    await sender.send({"type": "offer", "to": reader.peer_id, "sdp": "v=0"})
+    assert (await reader.receive())["type"] == "offer"  # ...and then never again
+    assert await reader.closed_with(timeout=3) == CloseCode.TOO_SLOW
+    state = await sender.receive_type("peer-state")
+    assert (state["peer_id"], state["state"]) == (reader.peer_id, "reconnecting")
+
+
+async def test_a_client_that_keeps_acknowledging_is_never_closed(peers, public_room, alice, bob, limits):
+    limits(SLOW_SECONDS=0.5, HEARTBEAT_SECONDS=0.2)
+    reader, sender = await peers.together(public_room, alice, bob)
+    for _ in range(8):
+        await sender.send({"type": "offer", "to": reader.peer_id, "sdp": "v=0"})
+        offer = await reader.receive_raw()
+        await reader.send({"type": "ping", "last_seq": offer["seq"]})
+        assert await reader.receive() == {"type": "pong"}
+        await asyncio.sleep(0.2)
+    assert await reader.nothing()
