@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
@@ -36,26 +37,22 @@ def in_db_thread(func):
 class TokenBucket:
     """Frames per second with a burst allowance; tracks how long the client has been flooding."""
 
-    __slots__ = ("rate", "burst", "tokens", "updated", "limited_since", "refused_at")
-
-    # A client is flooding from its first refused frame until it goes this long without one. A flooder is
-    # refused many times a second, so the token that trickles in now and then does not end its flood.
-    CALM_SECONDS = 1.0
+    __slots__ = ("rate", "burst", "tokens", "updated", "limited_since")
 
     def __init__(self, rate: float, burst: int, now: float):
         self.rate, self.burst, self.tokens, self.updated = rate, burst, float(burst), now
         self.limited_since: float | None = None
-        self.refused_at = 0.0
 
     def take(self, now: float) -> bool:
         self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
         if self.tokens >= 1:
-            self.tokens -= 1
-            if self.limited_since is not None and now - self.refused_at >= self.CALM_SECONDS:
+            # The flood ends once the client kept under the rate long enough to refill half its burst: the token
+            # that trickles in now and then during a flood (or after a pause of the server) does not end it.
+            if self.limited_since is not None and self.tokens >= self.burst / 2:
                 self.limited_since = None
+            self.tokens -= 1
             return True
-        self.refused_at = now
         if self.limited_since is None:
             self.limited_since = now
         return False
@@ -138,8 +135,17 @@ class SignalingConsumer(AsyncWebsocketConsumer):
     slow = False  # being closed for not reading
 
     async def __call__(self, scope, receive, send):
+        # Channels' own loop (await_many_dispatch) makes a task and an asyncio.wait for every message, to listen
+        # to the channel layer too; this socket has no channel of its own (the relay node has one per process), so
+        # one source of messages, read in a plain loop.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
         try:
-            await super().__call__(scope, receive, send)
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
         except asyncio.CancelledError:
             # daphne cancels every connection when it shuts down: a restart, resumable on another process.
             self.stop_writer()
@@ -341,7 +347,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             # A character takes 1 to 4 bytes: measure precisely only near the limit.
             if len(text_data) * 4 > self.max_frame_bytes and len(text_data.encode()) > self.max_frame_bytes:
                 raise ProtocolError(ErrorCode.TOO_LARGE, f"Frames are limited to {self.max_frame_bytes} bytes.")
-            message = protocol.parse_client_message(protocol.decode(text_data))
+            message = protocol.parse_client_message(protocol.decode(text_data), self.peers)
             await self.handle(message)
         except ProtocolError as error:
             self.push(protocol.error_frame(error.code, error.detail))
@@ -366,7 +372,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
                 self.unacked.ack(message.last_seq)
             self.push(protocol.PONG)
         elif type(message) is protocol.MediaState:
-            await database_sync_to_async(services.record_media_state)(
+            await in_db_thread(services.record_media_state)(
                 peer_id=self.peer_id, audio=message.audio, video=message.video, screen=message.screen
             )
             text = protocol.media_state_frame(peer_id=self.peer_id, state=message)

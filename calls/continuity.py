@@ -106,8 +106,9 @@ KEPT_FULL = "-"  # route_or_keep: the peer is suspended and has as many frames k
 
 def route_or_keep(*, peer_id: str, text: str) -> str | None:
     """A frame for a peer that is not where its sender thought: keep it for the replay if the participation is
-    suspended (returns ""; KEPT_FULL once its frames reach PARLEY_RESUME_BUFFER or _BUFFER_BYTES), or say where it
-    is now (its relay node). None if it has left."""
+    suspended (returns ""; KEPT_FULL once the frames kept since it went reach PARLEY_RESUME_BUFFER or
+    _BUFFER_BYTES: the sender is told, rather than the database filling up), or say where it is now (its relay
+    node). None if it has left."""
     with transaction.atomic():
         # Locked, as a resume locks it: a frame kept after the resume read the kept ones would be lost.
         participant = CallParticipant.objects.select_for_update().live().filter(peer_id=peer_id).only(
@@ -116,7 +117,8 @@ def route_or_keep(*, peer_id: str, text: str) -> str | None:
             return None
         if participant.suspended_at is not None:
             limits = settings.PARLEY_SIGNALING
-            kept = ReplayFrame.objects.filter(participant=participant).aggregate(
+            # Frames that arrived while it was away (seq null), not the old socket's last ones kept beside them.
+            kept = ReplayFrame.objects.filter(participant=participant, seq__isnull=True).aggregate(
                 frames=Count("pk"), size=Coalesce(Sum(Length("text")), 0))
             if kept["frames"] >= limits["RESUME_BUFFER"] or kept["size"] + len(text) > limits["RESUME_BUFFER_BYTES"]:
                 return KEPT_FULL

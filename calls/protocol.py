@@ -4,11 +4,12 @@ Every client frame is validated here before the consumer acts on it; anything of
 ProtocolError with one of the documented error codes.
 """
 
-import json
 import uuid
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
+
+import orjson
 
 
 class CloseCode(IntEnum):
@@ -86,21 +87,24 @@ ClientMessage = Relay | MediaState | Ping | Leave
 
 
 def decode(text: str) -> dict:
+    # orjson: about five times faster than the json module for a frame with an SDP (docs/performance.md). It also
+    # refuses what json would have let through to the handlers: nesting over 1,024 levels, NaN, integers over 64
+    # bits and lone surrogates (text that no UTF-8 can carry).
     try:
-        data = json.loads(text)
-    except ValueError:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
         raise ProtocolError(ErrorCode.BAD_JSON, "The frame is not valid JSON.") from None
-    except RecursionError:  # nesting deeper than the parser goes; nothing valid is nested that deep
-        raise ProtocolError(ErrorCode.BAD_JSON, "The frame is nested too deeply.") from None
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "A frame must be a JSON object.")
     return data
 
 
-def _peer_id(data: dict) -> str:
+def _peer_id(data: dict, known) -> str:
     to = data.get("to")
     if not isinstance(to, str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "'to' must be a peer id (string).")
+    if to in known:  # a peer the socket already knows of: a dictionary lookup instead of a UUID parse
+        return to
     try:
         return str(uuid.UUID(to))
     except ValueError:
@@ -139,16 +143,17 @@ def _candidate(value: Any) -> dict | None:
     }
 
 
-def parse_client_message(data: dict) -> ClientMessage:
-    """Validate one decoded frame; unknown keys are ignored and never relayed."""
+def parse_client_message(data: dict, known_peers=()) -> ClientMessage:
+    """Validate one decoded frame; unknown keys are ignored and never relayed. `known_peers`: the peer ids (in
+    their canonical form) the socket knows of."""
     kind = data.get("type")
     if kind in ("offer", "answer"):
-        to = _peer_id(data)
+        to = _peer_id(data, known_peers)
         return Relay(to=to, frame={"type": kind, "to": to, "sdp": _string(data, "sdp", MAX_SDP_CHARS)})
     if kind == "candidate":
         if "candidate" not in data:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "'candidate' is required (null ends the candidates).")
-        to = _peer_id(data)
+        to = _peer_id(data, known_peers)
         return Relay(to=to, frame={"type": kind, "to": to, "candidate": _candidate(data["candidate"])})
     if kind == "media-state":
         flags = [data.get(key) for key in ("audio", "video", "screen")]
@@ -171,7 +176,7 @@ def parse_client_message(data: dict) -> ClientMessage:
 
 
 def encode(frame: dict) -> str:
-    return json.dumps(frame, separators=(",", ":"))
+    return orjson.dumps(frame).decode()
 
 
 def error_frame(code: str, detail: str) -> str:

@@ -1,11 +1,16 @@
 import logging
+from importlib import import_module
 from urllib.parse import urlparse
 
 from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest
+from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.urls import path
 
-from calls.consumers import SignalingConsumer
+from calls.consumers import SignalingConsumer, in_db_thread
 from calls.protocol import CloseCode
 
 logger = logging.getLogger(__name__)
@@ -82,3 +87,29 @@ class OriginCheckMiddleware:
         await send({"type": "websocket.accept"})
         # A plain int: daphne's WebSocket library refuses an IntEnum as a close code.
         await send({"type": "websocket.close", "code": int(CloseCode.FORBIDDEN)})
+
+
+def user_of_session(session_key: str):
+    """The user a session cookie stands for, as Django's own request handling finds it (the session hash checked,
+    so a password change signs the session out)."""
+    request = HttpRequest()
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    return auth.get_user(request)
+
+
+class SessionUserMiddleware:
+    """`scope["user"]` from the session cookie, looked up once at the handshake.
+
+    Instead of Channels' AuthMiddlewareStack, which looks the user up through its one thread-sensitive executor
+    (so concurrent joins wait on each other) and wraps every frame the consumer sends to save a session that
+    WebSockets never change (docs/performance.md). The lookup runs in the signaling database threads.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        cookies = parse_cookie(header(scope, b"cookie") or "")
+        session_key = cookies.get(settings.SESSION_COOKIE_NAME)
+        user = await in_db_thread(user_of_session)(session_key) if session_key else AnonymousUser()
+        return await self.app({**scope, "cookies": cookies, "user": user}, receive, send)

@@ -8,10 +8,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # Build the Django app (and with it the app registry) before importing anything that touches models.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from calls.routing import OriginCheckMiddleware, websocket_urlpatterns  # noqa: E402
+from calls.routing import OriginCheckMiddleware, SessionUserMiddleware, websocket_urlpatterns  # noqa: E402
 from config.edge import install_daphne_edge  # noqa: E402
 
 install_daphne_edge()
@@ -19,6 +18,6 @@ install_daphne_edge()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginCheckMiddleware(SessionUserMiddleware(URLRouter(websocket_urlpatterns))),
     }
 )

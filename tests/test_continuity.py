@@ -111,12 +111,28 @@ async def test_a_replay_that_overflows_its_buffer_is_partial(layer, public_room,
     limits(RESUME_BUFFER=2)
     a, b = await join(alice, public_room), await join(bob, public_room)
     await a.receive_type("peer-joined")
+    sent = await candidates_to(a, b, 5)  # b's socket sent all five, and keeps the last two for a replay
     await drop(b)
     await a.receive_type("peer-state")
-    sent = await candidates_to(a, b, 5)
     again = await join(bob, public_room, resume=b)
     assert again.welcome["resumed"] is True and again.welcome["replay"] == "partial"
     assert [(await again.receive_raw())["candidate"] for _ in range(2)] == sent[-2:]  # the newest are kept
+    await again.leave(), await a.leave()
+
+
+async def test_frames_for_an_away_peer_past_its_buffer_are_refused_to_the_sender(layer, public_room, alice, bob,
+                                                                                  limits):
+    limits(RESUME_BUFFER=2)
+    a, b = await join(alice, public_room), await join(bob, public_room)
+    await a.receive_type("peer-joined")
+    await drop(b)
+    await a.receive_type("peer-state")
+    await candidates_to(a, b, 2)
+    await a.send({"type": "candidate", "to": b.peer_id, "candidate": CANDIDATE})
+    refused = await a.receive_type("error")
+    assert refused["code"] == "undeliverable" and "reconnecting" in refused["detail"]
+    again = await join(bob, public_room, resume=b)
+    assert [(await again.receive_raw())["type"] for _ in range(2)] == ["candidate", "candidate"]
     await again.leave(), await a.leave()
 
 

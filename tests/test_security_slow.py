@@ -106,6 +106,7 @@ async def test_a_suspended_oldest_peer_is_replaced_too(server, public_room, alic
 
 
 async def test_a_client_that_stops_reading_is_closed_and_costs_no_memory(server, public_room, alice, bob):
+    log_start = server.log_path.stat().st_size
     sender = await ticket_socket(server, alice, public_room)
     stuck, stuck_id = await not_reading(server, bob, public_room)
     await sender.frame(lambda f: f.get("type") == "peer-joined")
@@ -138,7 +139,7 @@ async def test_a_client_that_stops_reading_is_closed_and_costs_no_memory(server,
     finally:
         await sender.close()
         stuck.transport.abort()
-    log = server.log_path.read_text()
+    log = server.log_path.read_text()[log_start:]  # this test's part (a flush between tests may deadlock a leave)
     assert "Traceback" not in log and "does not read its frames" in log
 
 
@@ -151,8 +152,8 @@ async def test_a_flooder_that_does_not_read_is_closed_with_4429(server, public_r
         sent = 0
         while time.monotonic() - started < 8 and not any(
                 f.get("type") == "peer-left" and f["peer_id"] == flooder_id for f in watcher.frames):
-            try:
-                await asyncio.wait_for(flooder.send(frame), 1)
+            try:  # the send waits when the server reads slower than this (a busy machine): still a flood
+                await asyncio.wait_for(flooder.send(frame), 10)
             except (websockets.ConnectionClosed, TimeoutError):
                 break
             sent += 1
