@@ -12,10 +12,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from calls.routing import OriginCheckMiddleware, websocket_urlpatterns  # noqa: E402
+from people.routing import websocket_urlpatterns as people_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginCheckMiddleware(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginCheckMiddleware(
+            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *people_urlpatterns]))
+        ),
     }
 )
