@@ -1,8 +1,10 @@
 """The per-user socket, /ws/me/: presence, rings and live rooms (docs/signaling.md, "The per-user socket").
 
-Every socket of a user joins the channel-layer group `user.<id>`, so what people.services sends reaches every tab on
-every server process. The socket is registered with the process's relay node (calls.relay) for liveness only:
-a socket that goes silent is timed out like a room socket (calls.liveness), and a stopping server closes it.
+What people.services sends to a user goes to the channel-layer group `user.<id>`. Its members are the channels of
+the server processes' relay nodes (calls.relay) that hold a socket of that user, not one channel per socket: the
+node's one receiving channel hands each message to the process's `Hub`, which sends it to the user's sockets here
+(every tab, on every process). A socket is also registered with the relay node for liveness: one that goes silent
+is timed out like a room socket (calls.liveness), and a stopping server closes it.
 """
 
 import asyncio
@@ -22,24 +24,62 @@ from people import services
 
 logger = logging.getLogger(__name__)
 
-_swept: "weakref.WeakSet[relay.Node]" = weakref.WeakSet()  # the nodes whose sweep runs
+GROUP_REFRESH_SECONDS = 3600  # channels-redis forgets group members after a day: the hub re-adds its own
 
 
-def ensure_sweep(node: relay.Node) -> None:
-    """Each process with /ws/me/ sockets sweeps every few seconds: rings that ran out, sockets of dead processes."""
-    if node not in _swept:
-        _swept.add(node)
-        node.run(sweep_loop(), name="people-sweep")
+class Hub:
+    """The /ws/me/ sockets of one server process, by user; the relay node's channel is in the groups of those users."""
+
+    def __init__(self, node: relay.Node):
+        self.node = node
+        self.sockets: dict[int, set["MeConsumer"]] = {}
+
+    async def add(self, socket: "MeConsumer") -> None:
+        sockets = self.sockets.setdefault(socket.user.pk, set())
+        sockets.add(socket)
+        if len(sockets) == 1:
+            await self.node.layer.group_add(services.user_group(socket.user.pk), self.node.channel)
+
+    async def remove(self, socket: "MeConsumer") -> None:
+        sockets = self.sockets.get(socket.user.pk, set())
+        sockets.discard(socket)
+        if not sockets and self.sockets.pop(socket.user.pk, None) is not None:
+            await self.node.layer.group_discard(services.user_group(socket.user.pk), self.node.channel)
+
+    async def received(self, message: dict) -> None:
+        """A group message on the node's channel (calls.relay.Node.on_message)."""
+        if message.get("type") != "me.frame":
+            return
+        for socket in list(self.sockets.get(message.get("user"), ())):
+            await socket.deliver(message["text"])
+
+    async def sweep_loop(self) -> None:
+        """Every few seconds: rings that ran out, sockets of dead processes; now and then, the group memberships."""
+        every = settings.PARLEY_SIGNALING["NODE_BEAT_SECONDS"]
+        loop = asyncio.get_running_loop()
+        refreshed = loop.time()
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await database_sync_to_async(services.sweep)()
+                if loop.time() - refreshed > GROUP_REFRESH_SECONDS:
+                    refreshed = loop.time()
+                    for user_id in list(self.sockets):
+                        await self.node.layer.group_add(services.user_group(user_id), self.node.channel)
+            except Exception:
+                logger.exception("people: sweep failed")
 
 
-async def sweep_loop() -> None:
-    every = settings.PARLEY_SIGNALING["NODE_BEAT_SECONDS"]
-    while True:
-        await asyncio.sleep(every)
-        try:
-            await database_sync_to_async(services.sweep)()
-        except Exception:
-            logger.exception("people: sweep failed")
+_hubs: "weakref.WeakKeyDictionary[relay.Node, Hub]" = weakref.WeakKeyDictionary()
+
+
+def hub_for(node: relay.Node) -> Hub:
+    hub = _hubs.get(node)
+    if hub is None:
+        hub = _hubs[node] = Hub(node)
+        node.on_message = hub.received
+        node.run(hub.sweep_loop(), name="people-sweep")
+    return hub
 
 
 def parse_me_message(raw: object) -> str:
@@ -55,8 +95,10 @@ def parse_me_message(raw: object) -> str:
 class MeConsumer(AsyncWebsocketConsumer):
     """One /ws/me/ socket of one user (a tab)."""
 
+    # Frames for it come through the process's relay node and Hub, not through a channel of its own.
+    channel_layer_alias = "parley.none"
+
     user = None
-    group = ""
     registered = False
     peers: dict = {}  # what the relay node's liveness loop reads of a socket: a /ws/me/ socket has no peers
 
@@ -68,7 +110,8 @@ class MeConsumer(AsyncWebsocketConsumer):
         self.bucket = TokenBucket(limits["RATE_PER_SECOND"], limits["RATE_BURST"], self.last_heard)
         self.max_frame_bytes = limits["MAX_FRAME_BYTES"]
         self.flood_grace = limits["FLOOD_GRACE_SECONDS"]
-        self.peer_id = str(uuid.uuid4())  # its key in the relay node's registry
+        self.peer_id = str(uuid.uuid4())  # its key in the relay node's registry, and its socket's name
+        self.channel_name = f"me.{self.peer_id}"
         if not self.scope.get("origin_allowed", True):
             await self.close(code=int(CloseCode.FORBIDDEN), reason="origin not allowed")
             return
@@ -83,13 +126,22 @@ class MeConsumer(AsyncWebsocketConsumer):
             return
         self.user = user
         self.node = await liveness.get_node()
-        ensure_sweep(self.node)
-        self.group = services.user_group(user.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.hub = hub_for(self.node)
+        self.pending: list[str] | None = []  # frames that came before the welcome went out
         self.node.register(self)
         self.registered = True
+        try:
+            await self.hub.add(self)
+        except Exception:  # the channel layer (Redis) is down
+            logger.exception("/ws/me/: could not join the user's group")
+            await self.forget()
+            await self.close(code=int(CloseCode.UNAVAILABLE), reason="try again in a moment")
+            return
         welcome = await database_sync_to_async(self.open)()
         await self.send(text_data=welcome)
+        pending, self.pending = self.pending, None
+        for text in pending:
+            await self.send(text_data=text)
 
     def authenticate(self, ticket: str):
         if ticket:
@@ -127,10 +179,14 @@ class MeConsumer(AsyncWebsocketConsumer):
         except ProtocolError as error:
             await self.send(text_data=protocol.error_frame(error.code, error.detail))
 
-    async def me_frame(self, event):
-        """A frame from people.services for this user (channel-layer group `user.<id>`)."""
-        if self.registered:
-            await self.send(text_data=event["text"])
+    async def deliver(self, text: str) -> None:
+        """A frame from people.services for this user (group `user.<id>`, through the Hub)."""
+        if not self.registered:
+            return
+        if self.pending is not None:
+            self.pending.append(text)
+        else:
+            await self.send(text_data=text)
 
     # What the relay node asks of the sockets it holds (calls.relay.LocalPeer).
 
@@ -157,5 +213,8 @@ class MeConsumer(AsyncWebsocketConsumer):
             return
         self.registered = False
         self.node.forget(self)
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        try:
+            await self.hub.remove(self)
+        except Exception:
+            logger.exception("/ws/me/: could not leave the user's group")
         await asyncio.shield(database_sync_to_async(services.close_me_socket)(channel_name=self.channel_name))
