@@ -115,7 +115,7 @@ RING_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, descri
 class RingViewSet(RingRefusals, mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = RingSerializer
     lookup_value_regex = r"[0-9]+"
-    extra_error_codes = {"create": ["409"], "accept": ["409"], "decline": ["409"], "cancel": ["409"]}
+    extra_error_codes = {"create": ["404", "409"], "accept": ["409"], "decline": ["409"], "cancel": ["409"]}
 
     def get_queryset(self):
         if not self.request.user.is_authenticated:  # only while generating the schema
