@@ -20,7 +20,7 @@ from django.conf import settings
 from calls import liveness, protocol, relay, tickets
 from calls.consumers import TokenBucket
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
-from people import services
+from people import delivery, services
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +38,13 @@ class Hub:
         sockets = self.sockets.setdefault(socket.user.pk, set())
         sockets.add(socket)
         if len(sockets) == 1:
-            await self.node.layer.group_add(services.user_group(socket.user.pk), self.node.channel)
+            await self.node.layer.group_add(delivery.user_group(socket.user.pk), self.node.channel)
 
     async def remove(self, socket: "MeConsumer") -> None:
         sockets = self.sockets.get(socket.user.pk, set())
         sockets.discard(socket)
         if not sockets and self.sockets.pop(socket.user.pk, None) is not None:
-            await self.node.layer.group_discard(services.user_group(socket.user.pk), self.node.channel)
+            await self.node.layer.group_discard(delivery.user_group(socket.user.pk), self.node.channel)
 
     async def received(self, message: dict) -> None:
         """A group message on the node's channel (calls.relay.Node.on_message)."""
@@ -65,7 +65,7 @@ class Hub:
                 if loop.time() - refreshed > GROUP_REFRESH_SECONDS:
                     refreshed = loop.time()
                     for user_id in list(self.sockets):
-                        await self.node.layer.group_add(services.user_group(user_id), self.node.channel)
+                        await self.node.layer.group_add(delivery.user_group(user_id), self.node.channel)
             except Exception:
                 logger.exception("people: sweep failed")
 

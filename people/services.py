@@ -7,14 +7,10 @@ re-checks the condition after a concurrent writer commits), so of an accept and 
 other is told the ring's state (409).
 """
 
-import asyncio
 import logging
 import threading
 from datetime import timedelta
 
-from asgiref.sync import async_to_sync
-from channels import DEFAULT_CHANNEL_LAYER
-from channels.layers import InMemoryChannelLayer, channel_layers, get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
@@ -25,6 +21,7 @@ from django.utils import timezone
 from calls import protocol
 from calls import services as calls_services
 from calls.models import CallParticipant, RelayNode, Room, RoomMembership
+from people import delivery
 from people.models import MeSocket, Ring
 
 logger = logging.getLogger(__name__)
@@ -49,10 +46,6 @@ def ring_seconds() -> int:
 # --- Delivery to every socket of a user, on every process ------------------------------------------
 
 
-def user_group(user_id: int) -> str:
-    return f"user.{user_id}"
-
-
 def send_to_users(user_ids, frame: dict) -> None:
     """Send the frame to every /ws/me/ socket of the users once the transaction commits (at once outside one).
 
@@ -60,55 +53,7 @@ def send_to_users(user_ids, frame: dict) -> None:
     targets = sorted({pk for pk in user_ids if pk is not None})
     if targets:
         text = protocol.encode(frame)
-        transaction.on_commit(lambda: sender.send(targets, text, kind=frame.get("type")))
-
-
-class Sender:
-    """Group sends from synchronous code (views, services, timers). On Redis they run on one event loop of their
-    own, in a thread: sent from a thread through the server's loop (async_to_sync) channels-redis delivered nothing
-    to the groups (measured with two sockets: tests/test_people_socket.py). The in-memory layer (one process, no
-    Redis) is only safe on the server's loop."""
-
-    def __init__(self):
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.lock = threading.Lock()
-        self.layer = None
-        self.config = None
-
-    def send(self, user_ids: list[int], text: str, *, kind: str | None = None) -> None:
-        layer = get_channel_layer()
-        try:
-            if isinstance(layer, InMemoryChannelLayer):
-                async_to_sync(send_all)(layer, user_ids, text)
-            else:
-                coroutine = send_all(self.own_layer(), user_ids, text)
-                asyncio.run_coroutine_threadsafe(coroutine, self.running_loop()).result(10)
-        except Exception:  # the channel layer (Redis) is down
-            logger.exception("people: could not send %s to users %s", kind, user_ids)
-
-    def own_layer(self):
-        """A layer instance of the sender's own (its connections belong to its loop), remade if the settings
-        change."""
-        config = settings.CHANNEL_LAYERS[DEFAULT_CHANNEL_LAYER]
-        with self.lock:
-            if self.layer is None or self.config != config:
-                self.layer, self.config = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER), config
-            return self.layer
-
-    def running_loop(self) -> asyncio.AbstractEventLoop:
-        with self.lock:
-            if self.loop is None:
-                self.loop = asyncio.new_event_loop()
-                threading.Thread(target=self.loop.run_forever, name="people-sender", daemon=True).start()
-            return self.loop
-
-
-sender = Sender()
-
-
-async def send_all(layer, user_ids: list[int], text: str) -> None:
-    for user_id in user_ids:
-        await layer.group_send(user_group(user_id), {"type": "me.frame", "user": user_id, "text": text})
+        transaction.on_commit(lambda: delivery.sender.send(targets, text, kind=frame.get("type")))
 
 
 # --- Objects on the wire ----------------------------------------------------------------------------
