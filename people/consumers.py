@@ -48,10 +48,13 @@ class Hub:
 
     async def received(self, message: dict) -> None:
         """A group message on the node's channel (calls.relay.Node.on_message)."""
-        if message.get("type") != "me.frame":
-            return
+        kind = message.get("type")
         for socket in list(self.sockets.get(message.get("user"), ())):
-            await socket.deliver(message["text"])
+            if kind == "me.frame":
+                await socket.deliver(message["text"])
+            elif kind == "me.close":
+                await socket.close(code=int(CloseCode.NOT_AUTHENTICATED), reason="signed out")
+                await socket.forget()
 
     async def sweep_loop(self) -> None:
         """Every few seconds: rings that ran out, sockets of dead processes; now and then, the group memberships."""

@@ -30,13 +30,14 @@ class Sender:
         self.layer = None
         self.config = None
 
-    def send(self, user_ids: list[int], text: str, *, kind: str | None = None) -> None:
+    def send(self, user_ids: list[int], text: str, *, kind: str | None = None, message: str = "me.frame") -> None:
+        """Send `text` to the users' sockets; with message="me.close", close them (4401) instead."""
         layer = get_channel_layer()
         try:
             if isinstance(layer, InMemoryChannelLayer):
-                async_to_sync(send_all)(layer, user_ids, text)
+                async_to_sync(send_all)(layer, user_ids, text, message)
             else:
-                coroutine = send_all(self.own_layer(), user_ids, text)
+                coroutine = send_all(self.own_layer(), user_ids, text, message)
                 asyncio.run_coroutine_threadsafe(coroutine, self.running_loop()).result(10)
         except Exception:  # the channel layer (Redis) is down
             logger.exception("people: could not send %s to users %s", kind, user_ids)
@@ -61,6 +62,6 @@ class Sender:
 sender = Sender()
 
 
-async def send_all(layer, user_ids: list[int], text: str) -> None:
+async def send_all(layer, user_ids: list[int], text: str, message: str = "me.frame") -> None:
     for user_id in user_ids:
-        await layer.group_send(user_group(user_id), {"type": "me.frame", "user": user_id, "text": text})
+        await layer.group_send(user_group(user_id), {"type": message, "user": user_id, "text": text})

@@ -166,6 +166,11 @@ def close_me_socket(*, channel_name: str) -> None:
         announce_presence(user_id=socket.user_id)
 
 
+def close_sockets_of(*, user_id: int) -> None:
+    """The user signed out (or their account goes): their /ws/me/ sockets close with 4401, on every process."""
+    transaction.on_commit(lambda: delivery.sender.send([user_id], "signed out", kind="close", message="me.close"))
+
+
 def forget_dead_sockets() -> int:
     """Sockets of server processes that stopped beating are gone: their users may be offline now."""
     dead = MeSocket.objects.exclude(node__in=live_nodes())
@@ -323,6 +328,7 @@ def decide(*, by, ring_id, party: str, state: str) -> Ring:
         expire_rings(ids=[ring.pk])  # it ran out before the sweep saw it
         ring.refresh_from_db()
         raise RingRefused(RingRefused.CONFLICT, f"The ring is {ring.state} already.", ring=ring)
+    forget_timer(ring.pk)
     logger.info("ring %s: %s by %s", ring.pk, state, by)
     return ring
 
@@ -359,9 +365,13 @@ def expire_rings(*, now=None, ids=None, caller=None) -> int:
     return expired
 
 
+_timers: dict[int, threading.Timer] = {}  # ring id -> this process's expiry timer, while it runs
+
+
 def expire_later(ring_id: int, seconds: float) -> None:
     """The timer of the process that made the ring (the sweep catches what a process that died left)."""
     def run():
+        _timers.pop(ring_id, None)
         try:
             expire_rings(ids=[ring_id])
         except Exception:
@@ -369,9 +379,16 @@ def expire_later(ring_id: int, seconds: float) -> None:
         finally:
             connection.close()
 
-    timer = threading.Timer(seconds + 0.05, run)
+    timer = _timers[ring_id] = threading.Timer(seconds + 0.05, run)
     timer.daemon = True
     timer.start()
+
+
+def forget_timer(ring_id: int) -> None:
+    """A ring decided before it ran out needs no timer."""
+    timer = _timers.pop(ring_id, None)
+    if timer is not None:
+        timer.cancel()
 
 
 def sweep(*, now=None) -> None:

@@ -187,3 +187,11 @@ async def test_a_room_ticket_does_not_open_the_me_socket(peers, alice, room):
     ticket = await database_sync_to_async(tickets.issue_ticket)(user=alice, room=room)
     socket = await peers.open(f"/ws/me/?ticket={ticket}")
     assert await socket.closed_with() == CloseCode.NOT_AUTHENTICATED
+
+
+async def test_signing_out_closes_every_me_socket_of_the_user(me, alice, bob, room):
+    first, second = await me(bob), await me(bob)
+    await database_sync_to_async(services.close_sockets_of)(user_id=bob.pk)
+    for tab in (first, second):
+        assert await tab.peer.closed_with() == CloseCode.NOT_AUTHENTICATED
+    assert await eventually(lambda: database_sync_to_async(lambda: not MeSocket.objects.filter(user=bob).exists())())
