@@ -306,3 +306,11 @@ def test_the_people_page_lists_contacts_with_a_call_button(client, alice, bob, r
 def test_a_me_ticket_is_issued(alice):
     response = api_as(alice).post("/api/me/ticket/")
     assert response.status_code == 200 and response.json()["ticket"]
+
+
+def test_logging_out_closes_the_users_me_sockets(client, bob, monkeypatch):
+    closed = []
+    monkeypatch.setattr(services, "close_sockets_of", lambda *, user_id: closed.append(user_id))
+    client.force_login(bob)
+    client.post("/accounts/logout/")
+    assert closed == [bob.pk]
