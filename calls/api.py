@@ -65,6 +65,8 @@ class RoomRolePermission(BasePermission):
         return self.allow(rule, obj)
 
     def allow(self, rule: str, room: Room) -> bool:
+        if room.is_direct and rule in services.DIRECT_ROOM_FIXED:
+            raise PermissionDenied(services.DIRECT_ROOM_REFUSAL)
         if room.role not in services.RULES[rule]:
             raise PermissionDenied(services.REFUSALS[rule])
         return True
@@ -139,8 +141,9 @@ class RoomViewSet(ServiceRules, viewsets.ModelViewSet):
 
     def get_queryset(self):
         rooms = rooms_for(self.request.user)
-        if self.action == "list":
-            rooms = RoomFilterSerializer(data=self.request.query_params).filter(rooms, user=self.request.user)
+        if self.action == "list":  # direct rooms (people.services) are reached through their rings, not listed
+            rooms = RoomFilterSerializer(data=self.request.query_params).filter(rooms.ordinary(),
+                                                                                user=self.request.user)
         return rooms
 
     def get_serializer_class(self):

@@ -31,11 +31,19 @@ class RoomQuerySet(models.QuerySet):
     def of_member(self, user) -> "RoomQuerySet":
         return self.filter(memberships__user=user)
 
+    def ordinary(self) -> "RoomQuerySet":
+        """Rooms people made, without the direct rooms of two that calling a person creates."""
+        return self.filter(kind=Room.Kind.ROOM)
+
 
 class Room(models.Model):
     class Visibility(models.TextChoices):
         PUBLIC = "public", "Public"
         PRIVATE = "private", "Private"
+
+    class Kind(models.TextChoices):
+        ROOM = "room", "Room"
+        DIRECT = "direct", "Direct"  # the private room of two people who call each other (people.services)
 
     slug = models.SlugField(max_length=64, unique=True, help_text="The room's address: /rooms/<slug>/")
     name = models.CharField(max_length=100)
@@ -47,6 +55,9 @@ class Room(models.Model):
         help_text=f"Between {MIN_PARTICIPANTS} and {MAX_PARTICIPANTS} people at once."
     )
     locked = models.BooleanField(default=False, help_text="Only the owner and moderators may join.")
+    kind = models.CharField(max_length=6, choices=Kind.choices, default=Kind.ROOM, editable=False)
+    # A direct room's pair of users, "<lower id>-<higher id>": one direct room per pair. Empty for other rooms.
+    pair = models.CharField(max_length=41, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -62,6 +73,12 @@ class Room(models.Model):
             models.CheckConstraint(
                 condition=Q(visibility__in=["public", "private"]), name="calls_room_visibility_valid"
             ),
+            models.CheckConstraint(condition=Q(kind__in=["room", "direct"]), name="calls_room_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind="room", pair="") | Q(kind="direct", visibility="private", locked=False) & ~Q(pair=""),
+                name="calls_room_direct_private_unlocked",
+            ),
+            models.UniqueConstraint(fields=["pair"], condition=Q(kind="direct"), name="calls_room_one_direct_per_pair"),
         ]
 
     def __str__(self) -> str:
@@ -73,6 +90,10 @@ class Room(models.Model):
     @property
     def is_public(self) -> bool:
         return self.visibility == self.Visibility.PUBLIC
+
+    @property
+    def is_direct(self) -> bool:
+        return self.kind == self.Kind.DIRECT
 
     def role_of(self, user) -> str | None:
         """The user's role in this room, or None for a non-member."""

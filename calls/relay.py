@@ -102,6 +102,9 @@ class Node:
         # What to do with a frame for a peer that is not here (any more): True if handled, False to report it
         # to its sender as undeliverable. Liveness replaces it to keep frames for suspended peers.
         self.on_missing = _bounce_missing
+        # Messages on the node's channel that are not relay batches: the group sends of apps built on calls (the
+        # node's channel is a member of their groups, e.g. people's `user.<id>`), handed to the app's hook.
+        self.on_message = None
 
     async def start(self) -> None:
         self.channel = await self.layer.new_channel("relay")
@@ -213,6 +216,9 @@ class Node:
                 logger.exception("relay node %s: receive failed; retrying", self.channel)
                 await asyncio.sleep(1)
                 continue
+            if message.get("type") != BATCH:
+                await self._other(message)
+                continue
             for raw in message.get("items", ()):
                 item = Item(*raw)
                 peer = self.peers.get(item.to)
@@ -223,6 +229,14 @@ class Node:
                         await self._bounce(item.from_node, item, "The peer has left.")
                 except Exception:
                     logger.exception("relay node %s: delivering to %s failed", self.channel, item.to)
+
+    async def _other(self, message: dict) -> None:
+        if self.on_message is None:
+            return
+        try:
+            await self.on_message(message)
+        except Exception:
+            logger.exception("relay node %s: handling %s failed", self.channel, message.get("type"))
 
 
 _nodes: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}

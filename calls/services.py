@@ -12,7 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
-from calls import protocol, relay
+from calls import protocol, relay, signals
 from calls.models import Call, CallParticipant, Invite, ReplayFrame, Room, RoomMembership
 from calls.protocol import CloseCode
 
@@ -123,6 +123,7 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
     for old in replaced:  # after the newcomer's row exists, so the call is never empty meanwhile
         replace_peer(participant=old)
     call.room = room
+    announce_call_changed(room_id=room.pk, call_id=call.pk, user_id=user.pk, joined=True)
     return Joined(participant=participant, others=others, resume_token=token)
 
 
@@ -163,8 +164,23 @@ def leave_call(*, peer_id, reason: str, at: datetime | None = None, only_suspend
         left = rows.update(left_at=left_at, leave_reason=reason, suspended_at=None)
         if left:
             ReplayFrame.objects.filter(participant=participant).delete()
-        end_call_if_empty(call=participant.call, now=left_at if at else now)
+        ended = end_call_if_empty(call=participant.call, now=left_at if at else now)
+        if left:
+            announce_call_changed(room_id=participant.call.room_id, call_id=participant.call_id,
+                                  user_id=participant.user_id, joined=False, ended=ended)
     return bool(left)
+
+
+def announce_call_changed(*, room_id: int | None, call_id: int, user_id: int | None, joined: bool,
+                          ended: bool = False) -> None:
+    """Send `calls.signals.call_changed` once the join or leave is committed (presence and live rooms listen)."""
+    def send():
+        try:
+            signals.call_changed.send(sender=Call, room_id=room_id, call_id=call_id, user_id=user_id, joined=joined,
+                                      ended=ended)
+        except Exception:  # a listener's failure must not fail the join or leave that is already recorded
+            logger.exception("call_changed: a receiver failed (room %s, call %s)", room_id, call_id)
+    transaction.on_commit(send)
 
 
 def end_call_if_empty(*, call: Call, now=None) -> bool:
@@ -277,8 +293,15 @@ def may(*, user, action: str, role: str | None) -> bool:
     return role in RULES[action] or is_operator(user, action)
 
 
+# A direct room (the room of two people who call each other) keeps its two members and its settings.
+DIRECT_ROOM_FIXED = frozenset({"change-room", "add-member", "add-moderator", "change-role", "manage-invites"})
+DIRECT_ROOM_REFUSAL = "A direct room is the room of two people: it cannot be renamed, locked or given other members."
+
+
 def require(*, by, room: Room, action: str, role: str | None = None) -> str | None:
     """Refuse unless `by` may take `action` in `room`; returns their role. Pass `role` when it is known."""
+    if room.is_direct and action in DIRECT_ROOM_FIXED:
+        raise Refused(Refused.NOT_ALLOWED, DIRECT_ROOM_REFUSAL)
     role = role if role is not None else room.role_of(by)
     if not may(user=by, action=action, role=role):
         raise Refused(Refused.NOT_ALLOWED, REFUSALS[action])

@@ -27,12 +27,18 @@ def ticket_ttl() -> int:
     return settings.PARLEY_SIGNALING["TICKET_TTL"]
 
 
-def issue_ticket(*, user, room) -> str:
-    return signing.dumps({"u": user.pk, "r": room.slug, "n": secrets.token_urlsafe(12)}, salt=SALT)
+# What a ticket for the per-user socket (/ws/me/) is bound to instead of a room: no slug has a colon.
+ME = ":me"
+
+
+def issue_ticket(*, user, room=None, target: str = "") -> str:
+    """A ticket for the room's socket, or for `target` (ME)."""
+    return signing.dumps({"u": user.pk, "r": target or room.slug, "n": secrets.token_urlsafe(12)}, salt=SALT)
 
 
 def redeem_ticket(*, ticket: str, room_slug: str):
-    """The ticket's user if it is genuine, fresh, for this room and unused; otherwise None. Uses it up."""
+    """The ticket's user if it is genuine, fresh, for this room (or target) and unused; otherwise None. Uses it
+    up."""
     try:
         data = signing.loads(ticket, salt=SALT, max_age=ticket_ttl())
     except signing.BadSignature:  # also SignatureExpired

@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from calls import services
+from calls import services, signals
 from calls.forms import RoomForm
 from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
 
@@ -19,7 +19,7 @@ def home(request):
     if request.method == "POST" and form.is_valid():
         room = services.create_room(owner=request.user, **form.cleaned_data)
         return redirect(room)
-    my_rooms = Room.objects.of_member(request.user).select_related("owner")
+    my_rooms = Room.objects.of_member(request.user).ordinary().select_related("owner")
     public_rooms = Room.objects.filter(visibility=Room.Visibility.PUBLIC).exclude(
         pk__in=my_rooms.values("pk")
     ).select_related("owner")
@@ -81,7 +81,9 @@ def call_history(request):
             if key not in seen:
                 seen.add(key)
                 people.append(participant.name_shown)
-        rows.append({"call": call, "people": people})
+        rows.append({"call": call, "people": people, "at": call.started_at})
+    # Other apps' entries (people: rings, missed calls) join the same timeline, each row drawn by its template.
+    rows = sorted([*rows, *signals.timeline_entries(user=request.user)], key=lambda row: row["at"], reverse=True)
     return render(request, "calls/history.html", {"rows": rows})
 
 

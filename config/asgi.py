@@ -12,12 +12,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from calls.routing import OriginCheckMiddleware, SessionUserMiddleware, websocket_urlpatterns  # noqa: E402
 from config.edge import install_daphne_edge  # noqa: E402
+from people.routing import websocket_urlpatterns as people_urlpatterns  # noqa: E402
 
 install_daphne_edge()
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": OriginCheckMiddleware(SessionUserMiddleware(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginCheckMiddleware(
+            SessionUserMiddleware(URLRouter([*websocket_urlpatterns, *people_urlpatterns]))
+        ),
     }
 )

@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "axes",  # log-in lockout (docs/security.md)
     "accounts",
     "calls",
+    "people",  # presence, contacts and rings (issue 12); builds on calls, which never imports it
 ]
 
 MIDDLEWARE = [
@@ -122,6 +123,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "people.context_processors.missed_calls",
             ],
         },
     },
@@ -366,6 +368,12 @@ if PARLEY_TURN_URLS and not PARLEY_TURN_SECRET:
     raise ImproperlyConfigured("PARLEY_TURN_URLS is set but PARLEY_TURN_SECRET is not: TURN needs credentials.")
 if PARLEY_TURN_TTL <= 0:
     raise ImproperlyConfigured(f"PARLEY_TURN_TTL: expected a positive number of seconds, got {PARLEY_TURN_TTL}")
+# Ringing a person (people.services): how long a ring rings before it is missed, and how many rings a user may
+# start per minute.
+PARLEY_RING_SECONDS = env_int("PARLEY_RING_SECONDS", 30)
+if PARLEY_RING_SECONDS <= 0:
+    raise ImproperlyConfigured(f"PARLEY_RING_SECONDS: expected a positive number of seconds, got {PARLEY_RING_SECONDS}")
+PARLEY_RING_RATE = os.environ.get("PARLEY_RING_RATE", "10/minute")
 PARLEY_SIGNALING = {
     "TICKET_TTL": env_int("PARLEY_TICKET_TTL", 60),
     # A peer not heard from for this long is suspended (the page pings every 10 s).

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from accounts.api import MeView, ObtainTokenView
 from calls import api_urls as calls_api
+from people import api_urls as people_api
 
 api_patterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
@@ -18,6 +19,7 @@ api_patterns = [
     path("redoc/", csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})(
         SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),
     *calls_api.urlpatterns,
+    *people_api.urlpatterns,
     calls_api.fallback,
 ]
 
@@ -25,5 +27,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("api/", include(api_patterns)),
+    path("people/", include("people.urls")),
     path("", include("calls.urls")),
 ]

@@ -78,6 +78,7 @@ async def test_the_call_page_loads_its_modules_one_topic_each_without_cycles(bro
 
     visit("call.js", [])
     assert {"tiles.js", "controls.js", "chat.js", "signaling.js", "peer.js", "media.js", "api.js"} <= done
+    visit("me.js", [])  # every page of a logged-in user: the per-user socket and ringing (issue 12)
     for name in done:
         assert len((STATIC_JS / name).read_text().splitlines()) <= 420, f"{name} is growing past one topic"
 

@@ -61,6 +61,13 @@ class CallPage {
 
     const options = this.me.restore();
     if (options) this.resume(options);
+    else if (new URLSearchParams(location.search).get("join") === "1") this.joinAnswered();
+  }
+
+  /** Opened by answering a ring (ringing.js): join at once, then drop ?join=1 so that a reload does not rejoin. */
+  joinAnswered() {
+    history.replaceState(null, "", location.pathname);
+    this.join(this.joinOptions);
   }
 
   get peerId() { return this.me.peerId; }

@@ -1,0 +1,32 @@
+"""What `people` hears from `calls` (calls.signals): calls do not import people."""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_out
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
+
+from calls.signals import call_changed, my_calls_opened
+from people import services
+
+
+@receiver(call_changed, dispatch_uid="people.call_changed")
+def on_call_changed(*, room_id, call_id, user_id, joined, **_):
+    services.call_changed(room_id=room_id, call_id=call_id, user_id=user_id, joined=joined)
+
+
+@receiver(my_calls_opened, dispatch_uid="people.my_calls_opened")
+def on_my_calls_opened(*, user, **_) -> list[dict]:
+    """Opening My calls shows the rings too, and the missed ones count as seen."""
+    services.mark_missed_seen(user)
+    return services.history_for(user)
+
+
+@receiver(user_logged_out, dispatch_uid="people.signed_out")
+def on_logged_out(sender, request, user, **_):
+    if user is not None:
+        services.close_sockets_of(user_id=user.pk)
+
+
+@receiver(pre_delete, sender=get_user_model(), dispatch_uid="people.user_deleted")
+def on_user_deleted(sender, instance, **_):
+    services.close_sockets_of(user_id=instance.pk)

@@ -1,0 +1,7 @@
+from django.urls import path
+
+from people import views
+
+urlpatterns = [
+    path("", views.people, name="people"),
+]
