@@ -77,6 +77,8 @@ class ServiceRules:
     room_rules: dict[str, str] = {}
 
     def handle_exception(self, exc):
+        if isinstance(exc, services.Refused) and exc.code == services.Refused.QUOTA_EXCEEDED:
+            return Response(exc.quota.as_dict(), status=status.HTTP_403_FORBIDDEN)
         if isinstance(exc, services.Refused):
             exc = Conflict(exc.detail) if exc.code == services.Refused.CONFLICT else PermissionDenied(exc.detail)
         return super().handle_exception(exc)

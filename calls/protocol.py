@@ -27,6 +27,7 @@ class CloseCode(IntEnum):
     RESTARTING = 4012  # Parley's close when its server process stops (daphne cannot send 1012): resume at once
     UNAVAILABLE = 4503  # a service the join needs (Redis, to check a ticket) is down: try again shortly
     FLOODING = 4429
+    QUOTA_EXCEEDED = 4402  # over the account's quota of calls at once or call minutes (docs/operations.md)
 
 
 CLEAN_CLOSE_CODES = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY})

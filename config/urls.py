@@ -3,9 +3,14 @@ from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from rest_framework.routers import SimpleRouter
 
 from accounts.api import MeView, ObtainTokenView
 from calls import api_urls as calls_api
+from webhooks.api import EndpointViewSet
+
+webhooks_router = SimpleRouter()
+webhooks_router.register("webhooks", EndpointViewSet, basename="webhook")
 
 api_patterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
@@ -17,6 +22,7 @@ api_patterns = [
     # page alone allows those. Scripts stay 'self' only.
     path("redoc/", csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})(
         SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),
+    *webhooks_router.urls,
     *calls_api.urlpatterns,
     calls_api.fallback,
 ]
