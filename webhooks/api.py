@@ -35,19 +35,20 @@ class EndpointSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(str(error)) from None
         return url
 
-    def validate_room(self, room: Room | None) -> Room | None:
+    def validate(self, attrs: dict) -> dict:
         user = self.context["request"].user
-        if self.instance is not None and room != self.instance.room:
-            raise serializers.ValidationError("An endpoint's room does not change: register another endpoint.")
-        if self.instance is None:
-            if room is None and not user.is_staff:
-                raise PermissionDenied("Only staff register endpoints for every room.")
-            if room is not None and room.role_of(user) != RoomMembership.Role.OWNER:
-                # Not the owner: a room they cannot see does not exist for them.
-                if not room.is_public and room.role_of(user) is None:
-                    raise serializers.ValidationError(f"No room {room.slug!r}.")
-                raise PermissionDenied("Only the room's owner registers its webhooks.")
-        return room
+        if self.instance is not None:
+            if "room" in attrs and attrs["room"] != self.instance.room:
+                raise serializers.ValidationError({"room": "An endpoint's room does not change: register another."})
+            return attrs
+        room = attrs.get("room")
+        if room is None and not user.is_staff:
+            raise PermissionDenied("Only staff register endpoints for every room.")
+        if room is not None and room.role_of(user) != RoomMembership.Role.OWNER:
+            if not room.is_public and room.role_of(user) is None:  # a room they cannot see does not exist
+                raise serializers.ValidationError({"room": f"No room {room.slug!r}."})
+            raise PermissionDenied("Only the room's owner registers its webhooks.")
+        return attrs
 
 
 class CreatedEndpointSerializer(EndpointSerializer):
