@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -43,7 +44,7 @@ def create_room(*, owner, name: str, slug: str = "", **fields) -> Room:
 
 @transaction.atomic
 def _create_room(*, owner, name: str, slug: str, **fields) -> Room:
-    type(owner).objects.select_for_update().filter(pk=owner.pk).first()  # one quota check at a time per owner
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()  # one quota check at a time per owner
     quotas.check(user=owner, quota="rooms")
     room = Room.objects.create(owner=owner, name=name, slug=slug or unique_slug_for(name), **fields)
     RoomMembership.objects.create(room=room, user=owner, role=RoomMembership.Role.OWNER)

@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from accounts.api import MeView, ObtainTokenView
+from accounts.api import MeDeleteView, MeExportView, MeView, ObtainTokenView
 from calls import api_urls as calls_api
 from webhooks.api import EndpointViewSet
 
@@ -15,6 +15,8 @@ webhooks_router.register("webhooks", EndpointViewSet, basename="webhook")
 api_patterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
     path("me/", MeView.as_view(), name="api-me"),
+    path("me/export/", MeExportView.as_view(), name="api-me-export"),
+    path("me/delete/", MeDeleteView.as_view(), name="api-me-delete"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's init script from a URL of its own: no inline script (CSP).
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
