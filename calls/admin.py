@@ -5,7 +5,7 @@ from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.utils import timezone
 
-from calls import services
+from calls import retention, services
 from calls.models import (
     Call,
     CallParticipant,
@@ -125,6 +125,9 @@ class CallAdmin(CallRecord, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).with_participant_count()
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "subtitle": retention.kept_for()})
 
     @admin.display(description="duration")
     def duration_shown(self, call):

@@ -41,6 +41,15 @@ def register(purge: Purge) -> None:
         PURGES.append(purge)
 
 
+def kept_for() -> str:
+    """What the admin and the purge say about how long the call log is kept."""
+    days = settings.PARLEY_CALL_RETENTION_DAYS
+    if not days:
+        return "Calls are kept forever (PARLEY_CALL_RETENTION_DAYS is unset)."
+    return (f"Calls are kept {days} days after they end, then deleted with their participants by "
+            "manage.py purge_call_history (docs/operations.md).")
+
+
 def cutoff_for(days: int | None = None, *, now=None) -> datetime | None:
     """Rows older than this go; None: keep forever (PARLEY_CALL_RETENTION_DAYS unset or 0)."""
     days = settings.PARLEY_CALL_RETENTION_DAYS if days is None else days
