@@ -15,7 +15,7 @@ from calls import events, services
 from calls.models import Room
 from tests.helpers import api_as, in_call
 from tests.servers import PROJECT
-from tests.webhooks import Receiver, Worker, signature_of
+from tests.webhooks import Receiver, Worker, self_signed_certificate, signature_of
 from webhooks import delivery, outbox
 from webhooks.models import Delivery, Endpoint, OutboxEvent
 
@@ -72,6 +72,23 @@ def test_the_receiver_gets_a_signed_fresh_event_for_a_room_change(local_hooks, a
     assert got.event["data"]["room"] == {"id": room.pk, "slug": room.slug, "name": "Boardroom",
                                          "visibility": "private", "owner": "alice", "max_participants": 8,
                                          "locked": False}
+    assert Delivery.objects.get().status == Delivery.Status.DELIVERED
+
+
+def test_https_is_verified_against_the_name_while_the_connection_goes_to_the_checked_address(
+        local_hooks, alice, room, tmp_path, monkeypatch):
+    cert, key = self_signed_certificate(tmp_path)
+    with Receiver(tls=(cert, key)) as receiver:
+        receiver.secret = an_endpoint(owner=alice, room=room, url=receiver.url).secret
+        services.update_room(by=alice, room=room, name="Untrusted")
+        delivery.deliver_due(limit=1)  # the certificate is nobody's we trust: no delivery
+        assert receiver.received == []
+        assert "CERTIFICATE_VERIFY_FAILED" in Delivery.objects.get().last_error
+        monkeypatch.setenv("SSL_CERT_FILE", cert)  # now trusted, as a public CA's would be
+        Delivery.objects.update(next_attempt_at=timezone.now())
+        delivery.deliver_due(limit=1)
+    [got] = receiver.received
+    assert got.verified and got.event["data"]["room"]["name"] == "Untrusted"
     assert Delivery.objects.get().status == Delivery.Status.DELIVERED
 
 

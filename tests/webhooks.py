@@ -7,6 +7,8 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -50,6 +52,7 @@ class Receiver:
     hold: str | None = None
     received: list[Received] = field(default_factory=list)
     tolerance: int = 300
+    tls: tuple[str, str] | None = None  # (certificate, key) files: serve https on "localhost"
 
     def __post_init__(self):
         self.lock = threading.Lock()
@@ -88,10 +91,16 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"https://localhost:{self.server.server_address[1]}/hook?from=parley"
         return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
     def __enter__(self) -> "Receiver":
@@ -155,3 +164,16 @@ class Worker:
 
     def output(self) -> str:
         return self.log_path.read_text()
+
+
+def self_signed_certificate(directory) -> tuple[str, str]:
+    """A certificate for "localhost" and its key, made by openssl; (certificate, key) paths."""
+    from tests.helpers import unavailable
+
+    if shutil.which("openssl") is None:
+        unavailable("openssl is not installed")
+    cert, key = str(directory / "cert.pem"), str(directory / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key

@@ -99,31 +99,44 @@ def check_url(url: str) -> list[str]:
     return addresses
 
 
+def _connect_to_one_of(addresses: list[str], port: int, timeout: float) -> socket.socket:
+    """A connection to the first of the checked addresses that answers (never to a name resolved again)."""
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as failed:
+            error = failed
+    raise error or OSError("no address to connect to")
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, host, port, *, address, **kwargs):
+    def __init__(self, host, port, *, addresses, **kwargs):
         super().__init__(host, port, **kwargs)
-        self.address = address
+        self.addresses = addresses
 
     def connect(self):
-        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = _connect_to_one_of(self.addresses, self.port, self.timeout)
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, host, port, *, address, **kwargs):
+    """TLS to the checked address, with the certificate verified against the URL's host name (SNI too)."""
+
+    def __init__(self, host, port, *, addresses, **kwargs):
         super().__init__(host, port, **kwargs)
-        self.address = address
+        self.addresses = addresses
 
     def connect(self):
-        sock = socket.create_connection((self.address, self.port), self.timeout)
+        sock = _connect_to_one_of(self.addresses, self.port, self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
 def post(*, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-    """POST to the checked address of `url`; returns the response status. Redirects are not followed."""
-    address = check_url(url)[0]
+    """POST to the checked addresses of `url`; returns the response status. Redirects are not followed."""
+    addresses = check_url(url)
     parts = urlsplit(url)
     connection_class = _PinnedHTTPSConnection if parts.scheme == "https" else _PinnedHTTPConnection
-    connection = connection_class(parts.hostname, parts.port, address=address, timeout=timeout)
+    connection = connection_class(parts.hostname, parts.port, addresses=addresses, timeout=timeout)
     try:
         connection.request("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""), body=body,
                            headers=headers)
