@@ -8,7 +8,7 @@ from accounts import audit
 from accounts.models import AuditEvent
 from calls import services
 from webhooks import outbox
-from webhooks.models import Delivery, Endpoint
+from webhooks.models import Delivery, Endpoint, OutboxEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -73,3 +73,11 @@ def test_a_quota_override_is_set_in_the_admin(operator, mallory):
 def test_the_call_log_says_how_long_it_is_kept(operator, settings, days, said):
     settings.PARLEY_CALL_RETENTION_DAYS = days
     assert said in operator.get(reverse("admin:calls_call_changelist")).content
+
+
+def test_a_room_created_in_the_admin_is_an_event_too(operator, alice):
+    answer = operator.post(reverse("admin:calls_room_add"), {
+        "name": "Ops", "slug": "ops", "owner": alice.pk, "visibility": "private", "max_participants": 8,
+        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"})
+    assert answer.status_code == 302, answer.content[:2000]
+    assert OutboxEvent.objects.get(type="room.created").payload["room"]["slug"] == "ops"

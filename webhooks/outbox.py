@@ -1,5 +1,10 @@
 """The outbox: every domain event (calls.events.occurred) is written here, in the transaction of its change, with
-one pending delivery for each enabled endpoint that wants it. The worker (webhooks/delivery.py) sends them."""
+one pending delivery for each enabled endpoint that wants it. The worker (webhooks/delivery.py) sends them.
+
+Order: the worker sends an endpoint's deliveries of one room key in id order. The services write a room's events
+while they hold its row locked (joins and leaves lock it, a change or deletion updates it), so one room's events
+get their ids in the order their transactions commit. A sender of `occurred` that does not lock the room (rings,
+say) gets the order of its inserts."""
 
 from django.db.models import Q
 from django.dispatch import receiver
