@@ -2,6 +2,7 @@
 transaction, and real worker processes killed and doubled (docs/webhooks.md)."""
 
 import re
+import time
 from collections import defaultdict
 from datetime import timedelta
 
@@ -115,6 +116,21 @@ def test_a_receiver_failing_three_times_gets_the_event_once_with_one_id(local_ho
     sent = Delivery.objects.get()
     assert (sent.status, sent.attempts, sent.last_response_code) == (Delivery.Status.DELIVERED, 4, 200)
     assert Endpoint.objects.get().failing_since is None
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_a_failure_to_retry(local_hooks, alice, room):
+    local_hooks["TIMEOUT"] = 0.5
+    with Receiver() as receiver:
+        an_endpoint(owner=alice, room=room, url=receiver.url)
+        services.update_room(by=alice, room=room, name="Slow")
+        receiver.hold = OutboxEvent.objects.get(type="room.updated").event_id
+        delivery.deliver_due(limit=1)
+        receiver.release.set()
+        late = Delivery.objects.get()
+        assert (late.status, late.attempts, late.last_response_code) == ("pending", 1, None)
+        assert "timed out" in late.last_error
+        delivery.deliver_due(limit=1)
+    assert Delivery.objects.get().status == Delivery.Status.DELIVERED
 
 
 def test_retries_follow_the_standard_webhooks_schedule_then_give_up(settings):
@@ -412,3 +428,18 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_repeats_only_the_unackno
     assert twice <= {ids[30]} and not (twice & acknowledged_before)
     assert Delivery.objects.filter(status=Delivery.Status.DELIVERED).count() == 60
     assert_in_order_per_room([r.event for r in receiver.acknowledged()])
+
+
+@pytest.mark.live
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_stops_cleanly_on_sigterm(admin_user):
+    with Receiver() as receiver:
+        an_endpoint(owner=admin_user, url=receiver.url)
+        ids = many_events(endpoint_rooms=[1], count=3)
+        worker = Worker(log_name="worker-term").start()
+        deadline = time.monotonic() + 60
+        while len(receiver.acknowledged()) < 3 and time.monotonic() < deadline and worker.process.poll() is None:
+            time.sleep(0.1)
+        assert worker.stop(timeout=30) == 0, worker.output()[-2000:]
+    assert sorted(receiver.ids()) == sorted(ids)
+    assert "attempted 3 deliveries" in worker.output()
