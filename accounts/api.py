@@ -133,6 +133,7 @@ class MeView(APIView):
 
     @extend_schema(summary="Delete your account (send your password)", request=PasswordSerializer,
                    responses={204: OpenApiResponse(description="Deleted."),
+                              400: OpenApiResponse(description="No password sent."),
                               403: OpenApiResponse(description="Wrong password.")},
                    description="Your rooms are deleted (their live calls closed), your connections end, and your "
                                "rows in other people's call logs stay, anonymised. POST /api/me/delete/ does the same "
@@ -154,6 +155,7 @@ class MeDeleteView(MeView):
 
     @extend_schema(summary="Delete your account (send your password)", request=PasswordSerializer,
                    responses={204: OpenApiResponse(description="Deleted."),
+                              400: OpenApiResponse(description="No password sent."),
                               403: OpenApiResponse(description="Wrong password.")})
     def post(self, request):
         return self.delete(request)
