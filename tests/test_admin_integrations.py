@@ -81,3 +81,15 @@ def test_a_room_created_in_the_admin_is_an_event_too(operator, alice):
         "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"})
     assert answer.status_code == 302, answer.content[:2000]
     assert OutboxEvent.objects.get(type="room.created").payload["room"]["slug"] == "ops"
+
+
+def test_enabling_an_endpoint_in_the_admin_clears_why_it_was_disabled(operator, settings, alice, room):
+    settings.PARLEY_WEBHOOKS = {**settings.PARLEY_WEBHOOKS, "ALLOW_PRIVATE": True}
+    endpoint = Endpoint.objects.create(owner=alice, room=room, url="https://127.0.0.1/hook", enabled=False,
+                                       disabled_reason="gone", event_types=["room.updated"])
+    answer = operator.post(reverse("admin:webhooks_endpoint_change", args=[endpoint.pk]), {
+        "owner": alice.pk, "scope": "room", "room": room.pk, "url": endpoint.url, "event_types": '["room.updated"]',
+        "description": "", "enabled": "on", "disabled_reason": "gone"})
+    assert answer.status_code == 302
+    endpoint.refresh_from_db()
+    assert (endpoint.enabled, endpoint.disabled_reason) == (True, "")

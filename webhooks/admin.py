@@ -23,6 +23,16 @@ class EndpointForm(forms.ModelForm):
             raise ValidationError(str(error)) from None
         return url
 
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("enabled"):
+            cleaned["disabled_reason"] = ""  # enabled again: the reason it was disabled no longer holds
+        elif not cleaned.get("disabled_reason"):
+            cleaned["disabled_reason"] = Endpoint.DisabledReason.BY_OWNER
+        if cleaned.get("scope") == Endpoint.Scope.GLOBAL and cleaned.get("room") is not None:
+            self.add_error("room", "A global endpoint has no room.")
+        return cleaned
+
     def clean_event_types(self):
         types = self.cleaned_data["event_types"]
         if not isinstance(types, list) or not set(types) <= set(events.TYPES):
