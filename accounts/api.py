@@ -1,7 +1,8 @@
 """API authentication for programs: tokens in exchange for a password, and who am I."""
 
 from django.contrib.auth import authenticate, user_logged_in
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
@@ -9,6 +10,8 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
+from accounts import audit, quotas, services
+from accounts.data import export_user_data
 from accounts.models import User
 
 
@@ -19,11 +22,32 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class QuotaUsageSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(allow_null=True, help_text="null: unlimited")
+    used = serializers.IntegerField()
+
+
+class QuotasSerializer(serializers.Serializer):
+    rooms = QuotaUsageSerializer(help_text="Rooms owned.")
+    concurrent_calls = QuotaUsageSerializer(help_text="Calls you are in at once.")
+    call_minutes = QuotaUsageSerializer(help_text="Minutes in calls this calendar month (UTC).")
+
+
 class MeSerializer(serializers.ModelSerializer):
+    quotas = serializers.SerializerMethodField()
+
     class Meta:
         model = User
-        fields = ("id", "username", "display_name", "email", "date_joined")
-        read_only_fields = ("id", "username", "date_joined")
+        fields = ("id", "username", "display_name", "email", "date_joined", "quotas")
+        read_only_fields = ("id", "username", "date_joined", "quotas")
+
+    @extend_schema_field(QuotasSerializer)
+    def get_quotas(self, user) -> dict:
+        return quotas.summary(user)
+
+
+class PasswordSerializer(serializers.Serializer):
+    password = serializers.CharField(max_length=128, trim_whitespace=False, style={"input_type": "password"})
 
 
 class CredentialsSerializer(serializers.Serializer):
@@ -93,9 +117,10 @@ class ObtainTokenView(APIView):
 
 
 class MeView(APIView):
-    """The authenticated user. PATCH changes the display name or e-mail."""
+    """The authenticated user, with their quotas. PATCH changes the display name or e-mail; DELETE deletes the
+    account (the password confirms it)."""
 
-    @extend_schema(summary="The authenticated user", responses={200: MeSerializer})
+    @extend_schema(summary="The authenticated user, with their quotas' limits and use", responses={200: MeSerializer})
     def get(self, request):
         return Response(MeSerializer(request.user).data)
 
@@ -105,3 +130,44 @@ class MeView(APIView):
         serializer.is_valid(raise_exception=True)
         serializer.save()
         return Response(serializer.data)
+
+    @extend_schema(summary="Delete your account (send your password)", request=PasswordSerializer,
+                   responses={204: OpenApiResponse(description="Deleted."),
+                              400: OpenApiResponse(description="No password sent."),
+                              403: OpenApiResponse(description="Wrong password.")},
+                   description="Your rooms are deleted (their live calls closed), your connections end, and your "
+                               "rows in other people's call logs stay, anonymised. POST /api/me/delete/ does the same "
+                               "for clients that cannot send a body with DELETE.")
+    def delete(self, request):
+        confirmation = PasswordSerializer(data=request.data)
+        confirmation.is_valid(raise_exception=True)
+        if not request.user.check_password(confirmation.validated_data["password"]):
+            return Response({"code": "wrong-password", "detail": "The password is not right."},
+                            status=status.HTTP_403_FORBIDDEN)
+        services.delete_account(user=request.user, address=request.META.get("REMOTE_ADDR"))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeDeleteView(MeView):
+    """POST /api/me/delete/: DELETE /api/me/ for clients that send no body with DELETE."""
+
+    http_method_names = ["post", "options"]
+
+    @extend_schema(summary="Delete your account (send your password)", request=PasswordSerializer,
+                   responses={204: OpenApiResponse(description="Deleted."),
+                              400: OpenApiResponse(description="No password sent."),
+                              403: OpenApiResponse(description="Wrong password.")})
+    def post(self, request):
+        return self.delete(request)
+
+
+class MeExportView(APIView):
+    """Everything Parley holds about the caller, as JSON (also a download on the profile page)."""
+
+    @extend_schema(summary="Download your data (profile, rooms, memberships, call history, audit events)",
+                   responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        audit.record("account.exported", actor=request.user, target=f"user:{request.user.pk}",
+                     address=request.META.get("REMOTE_ADDR"), via="api")
+        data = export_user_data(request.user)
+        return Response(data, headers={"Content-Disposition": 'attachment; filename="parley-export.json"'})

@@ -5,7 +5,9 @@ import logging
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from accounts import audit
 from calls import services as calls
+from calls.models import Room
 from calls.protocol import CloseCode
 
 logger = logging.getLogger(__name__)
@@ -40,3 +42,21 @@ def user_saved(*, user, before: dict | None, password_set: bool) -> None:
     deactivated = before["is_active"] and not user.is_active
     if new_password or deactivated:
         sign_out_everywhere(user=user, revoke_tokens=True)
+
+
+@transaction.atomic
+def delete_account(*, user, address: str | None = None) -> int:
+    """Delete the user's account (they confirmed with their password): their rooms are deleted through the
+    services (live calls closed with 4404, `room.deleted` sent), their connections end with 4401, and their rows
+    in other people's call logs stay, anonymised (accounts/signals.py -> calls.services.prepare_user_deletion).
+
+    Returns how many rooms were deleted.
+    """
+    rooms = list(Room.objects.filter(owner=user))
+    for room in rooms:
+        calls.delete_room(by=user, room=room)
+    target = f"user:{user.pk}"
+    audit.record("account.deleted", actor=None, target=target, address=address, rooms_deleted=len(rooms))
+    user.delete()
+    logger.info("account %s deleted, with %d room(s)", target, len(rooms))
+    return len(rooms)

@@ -1,11 +1,16 @@
+import json
+
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from accounts.forms import ProfileForm, SignUpForm
+from accounts import audit, services
+from accounts.data import export_user_data
+from accounts.forms import DeleteAccountForm, ProfileForm, SignUpForm
 
 
 @require_http_methods(["GET", "POST"])
@@ -33,3 +38,27 @@ def profile(request):
         messages.success(request, "Profile saved.")
         return redirect("profile")
     return render(request, "accounts/profile.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET"])
+def export(request):
+    """The user's data as a JSON download (the same as GET /api/me/export/)."""
+    audit.record("account.exported", actor=request.user, target=f"user:{request.user.pk}",
+                 address=request.META.get("REMOTE_ADDR"), via="profile")
+    response = HttpResponse(json.dumps(export_user_data(request.user), indent=2), content_type="application/json")
+    response["Content-Disposition"] = 'attachment; filename="parley-export.json"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_account(request):
+    form = DeleteAccountForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = request.user
+        logout(request)  # first: signing out needs the user's row
+        services.delete_account(user=user, address=request.META.get("REMOTE_ADDR"))
+        messages.success(request, "Your account was deleted.")
+        return redirect("home")
+    return render(request, "accounts/delete_account.html", {"form": form})

@@ -5,7 +5,7 @@ from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.utils import timezone
 
-from calls import services
+from calls import events, retention, services
 from calls.models import (
     Call,
     CallParticipant,
@@ -61,8 +61,10 @@ class RoomAdmin(admin.ModelAdmin):
     # Saving, locking and deleting go through the same services as the API: locking or deleting a room closes
     # the sockets of its live call and records why.
     def save_model(self, request, room, form, change):
-        if not change:
-            return super().save_model(request, room, form, change)
+        if not change:  # staff create rooms for anyone, over quotas; the room's creation is still an event
+            super().save_model(request, room, form, change)
+            events.emit(events.ROOM_CREATED, room_id=room.pk, room=room, payload={"room": events.room_data(room)})
+            return
         fields = {f.name for f in Room._meta.concrete_fields}
         changes = {name: form.cleaned_data[name] for name in form.changed_data if name in fields}
         services.update_room(by=request.user, room=Room.objects.get(pk=room.pk), **changes)
@@ -125,6 +127,9 @@ class CallAdmin(CallRecord, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).with_participant_count()
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {**(extra_context or {}), "subtitle": retention.kept_for()})
 
     @admin.display(description="duration")
     def duration_shown(self, call):

@@ -5,7 +5,7 @@ belong to) does not exist for them on any endpoint (404). docs/api.md has the fu
 """
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import JsonResponse
@@ -79,6 +79,8 @@ class ServiceRules:
     room_rules: dict[str, str] = {}
 
     def handle_exception(self, exc):
+        if isinstance(exc, services.Refused) and exc.code == services.Refused.QUOTA_EXCEEDED:
+            return Response(exc.quota.as_dict(), status=status.HTTP_403_FORBIDDEN)
         if isinstance(exc, services.Refused):
             exc = Conflict(exc.detail) if exc.code == services.Refused.CONFLICT else PermissionDenied(exc.detail)
         return super().handle_exception(exc)
@@ -154,9 +156,8 @@ class RoomViewSet(ServiceRules, viewsets.ModelViewSet):
         slug = fields.pop("slug", "")
         if slug and Room.objects.filter(slug=slug).exists():
             raise Conflict(f"A room with the slug {slug!r} exists already.")
-        try:
-            with transaction.atomic():
-                room = services.create_room(owner=self.request.user, slug=slug, **fields)
+        try:  # create_room is atomic: a refusal's audit event outlives it, a lost race rolls it back whole
+            room = services.create_room(owner=self.request.user, slug=slug, **fields)
         except IntegrityError:  # lost a race for the same slug
             raise Conflict(f"A room with the slug {slug!r} exists already.") from None
         serializer.instance = rooms_for(self.request.user).get(pk=room.pk)

@@ -29,6 +29,7 @@ class CloseCode(IntEnum):
     UNAVAILABLE = 4503  # a service the join needs (Redis, to check a ticket) is down: try again shortly
     FLOODING = 4429
     TOO_SLOW = 4413  # the client does not read its frames (unread output over PARLEY_SLOW_BYTES or _SECONDS): resume
+    QUOTA_EXCEEDED = 4402  # over the account's quota of calls at once or call minutes (docs/operations.md)
 
 
 CLEAN_CLOSE_CODES = frozenset({CloseCode.NORMAL, CloseCode.GOING_AWAY})

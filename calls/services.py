@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
-from calls import protocol, relay, signals
+from accounts import audit, quotas
+from calls import events, protocol, relay, signals
 from calls.models import Call, CallParticipant, Invite, ReplayFrame, Room, RoomMembership
 from calls.protocol import CloseCode
 
@@ -30,11 +32,23 @@ def unique_slug_for(name: str) -> str:
     return slug
 
 
-@transaction.atomic
 def create_room(*, owner, name: str, slug: str = "", **fields) -> Room:
-    """Create a room and make its creator the owner member."""
+    """Create a room and make its creator the owner member. Refused (`quota-exceeded`) over the owner's quota."""
+    try:
+        return _create_room(owner=owner, name=name, slug=slug, **fields)
+    except quotas.QuotaExceeded as exceeded:
+        audit.record("quota.refused", actor=owner, target=f"room:{slug or name}", quota=exceeded.quota,
+                     limit=exceeded.limit, used=exceeded.used)
+        raise Refused(Refused.QUOTA_EXCEEDED, str(exceeded), quota=exceeded) from None
+
+
+@transaction.atomic
+def _create_room(*, owner, name: str, slug: str, **fields) -> Room:
+    get_user_model().objects.select_for_update().filter(pk=owner.pk).first()  # one quota check at a time per owner
+    quotas.check(user=owner, quota="rooms")
     room = Room.objects.create(owner=owner, name=name, slug=slug or unique_slug_for(name), **fields)
     RoomMembership.objects.create(room=room, user=owner, role=RoomMembership.Role.OWNER)
+    events.emit(events.ROOM_CREATED, room_id=room.pk, room=room, payload={"room": events.room_data(room)})
     return room
 
 
@@ -90,13 +104,19 @@ def join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agent
     in its `welcome` (the later one), which is what the `polite` flags rely on.
     """
     try:
+        try:
+            return _join_call(room_slug=room_slug, user=user, peer_id=peer_id, relay_node=relay_node,
+                              user_agent=user_agent)
+        except JoinRefused as refusal:
+            # A full room may be full of peers whose server died: time them out, then try once more.
+            if refusal.close_code != CloseCode.ROOM_FULL or not reap_stale_participants(room_slug=room_slug):
+                raise
         return _join_call(room_slug=room_slug, user=user, peer_id=peer_id, relay_node=relay_node,
                           user_agent=user_agent)
-    except JoinRefused as refusal:
-        # A full room may be full of peers whose server died: time them out, then try once more.
-        if refusal.close_code != CloseCode.ROOM_FULL or not reap_stale_participants(room_slug=room_slug):
-            raise
-    return _join_call(room_slug=room_slug, user=user, peer_id=peer_id, relay_node=relay_node, user_agent=user_agent)
+    except quotas.QuotaExceeded as exceeded:
+        audit.record("quota.refused", actor=user, target=f"room:{room_slug}", quota=exceeded.quota,
+                     limit=exceeded.limit, used=exceeded.used)
+        raise JoinRefused(CloseCode.QUOTA_EXCEEDED, str(exceeded)) from None
 
 
 @transaction.atomic
@@ -105,10 +125,14 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
     if room is None:
         raise JoinRefused(CloseCode.NOT_FOUND, "No such room.")
     check_may_join(room=room, user=user)
+    quotas.check(user=user, quota="concurrent_calls", room=room)
+    quotas.check(user=user, quota="call_minutes")
     call = Call.objects.filter(room=room).live().first()
     if call is None:
         call = Call.objects.create(room=room, room_name=room.name, started_by=user)
         others = []
+        events.emit(events.CALL_STARTED, room_id=room.pk, room=room, payload={
+            "call": {**events.call_ref(call), "started_by": user.username}})
     else:
         others = list(call.participants.live().select_related("user").order_by("joined_at", "id"))
     replaced = peers_to_replace(others=others, user=user)
@@ -124,6 +148,8 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
         replace_peer(participant=old)
     call.room = room
     announce_call_changed(room_id=room.pk, call_id=call.pk, user_id=user.pk, joined=True)
+    events.emit(events.PARTICIPANT_JOINED, room_id=room.pk, room=room, payload={
+        "call": events.call_ref(call), "participant": events.participant_data(participant)})
     return Joined(participant=participant, others=others, resume_token=token)
 
 
@@ -164,6 +190,9 @@ def leave_call(*, peer_id, reason: str, at: datetime | None = None, only_suspend
         left = rows.update(left_at=left_at, leave_reason=reason, suspended_at=None)
         if left:
             ReplayFrame.objects.filter(participant=participant).delete()
+            participant.refresh_from_db(fields=["left_at", "leave_reason", "suspended_at"])
+            events.emit(events.PARTICIPANT_LEFT, room_id=participant.call.room_id, payload={
+                "call": events.call_ref(participant.call), "participant": events.participant_data(participant)})
         ended = end_call_if_empty(call=participant.call, now=left_at if at else now)
         if left:
             announce_call_changed(room_id=participant.call.room_id, call_id=participant.call_id,
@@ -183,11 +212,16 @@ def announce_call_changed(*, room_id: int | None, call_id: int, user_id: int | N
     transaction.on_commit(send)
 
 
+@transaction.atomic
 def end_call_if_empty(*, call: Call, now=None) -> bool:
     if call.participants.live().exists():
         return False
-    return bool(Call.objects.filter(pk=call.pk, ended_at__isnull=True).update(ended_at=max(now or timezone.now(),
-                                                                                           call.started_at)))
+    ended = Call.objects.filter(pk=call.pk, ended_at__isnull=True).update(ended_at=max(now or timezone.now(),
+                                                                                       call.started_at))
+    if ended:
+        call.refresh_from_db()
+        events.emit(events.CALL_ENDED, room_id=call.room_id, payload=events.call_ended_data(call))
+    return bool(ended)
 
 
 def record_media_state(*, peer_id, audio: bool, video: bool, screen: bool) -> None:
@@ -252,11 +286,13 @@ class Refused(Exception):
 
     NOT_ALLOWED = "not-allowed"
     CONFLICT = "conflict"
+    QUOTA_EXCEEDED = "quota-exceeded"
 
-    def __init__(self, code: str, detail: str):
+    def __init__(self, code: str, detail: str, quota=None):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+        self.quota = quota  # a QuotaExceeded, for QUOTA_EXCEEDED
 
 
 # Which room roles may take each action (docs/api.md has the same table as a matrix). Staff operators with the
@@ -389,6 +425,7 @@ def update_room(*, by, room: Room, **changes) -> Room:
     for name, value in changes.items():
         setattr(room, name, value)
     room.save()
+    events.emit(events.ROOM_UPDATED, room_id=room.pk, room=room, payload={"room": events.room_data(room)})
     if room.locked and not was_locked:
         closed = close_room_connections(room=room, reason=Reason.ROOM_LOCKED, close_code=CloseCode.FORBIDDEN,
                                         spare_moderators=True)
@@ -407,6 +444,7 @@ def delete_room(*, by, room: Room) -> int:
     require(by=by, room=room, action="delete-room")
     closed = close_room_connections(room=room, reason=Reason.ROOM_CLOSED, close_code=CloseCode.NOT_FOUND)
     logger.info("room %s (id %s) deleted by %s: closed %d connection(s)", room.slug, room.pk, by, closed)
+    events.emit(events.ROOM_DELETED, room_id=room.pk, room=room, payload={"room": events.room_data(room)})
     room.delete()
     return closed
 

@@ -17,8 +17,12 @@ def home(request):
         return render(request, "calls/welcome.html")
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        room = services.create_room(owner=request.user, **form.cleaned_data)
-        return redirect(room)
+        try:
+            room = services.create_room(owner=request.user, **form.cleaned_data)
+        except services.Refused as refusal:
+            form.add_error(None, refusal.detail)
+        else:
+            return redirect(room)
     my_rooms = Room.objects.of_member(request.user).ordinary().select_related("owner")
     public_rooms = Room.objects.filter(visibility=Room.Visibility.PUBLIC).exclude(
         pk__in=my_rooms.values("pk")

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "accounts",
     "calls",
     "people",  # presence, contacts and rings (issue 12); builds on calls, which never imports it
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -410,6 +411,28 @@ PARLEY_SIGNALING = {
 }
 # daphne's runserver (make run) reads its limit from here.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = PARLEY_SIGNALING["WS_MAX_BYTES"]
+
+# --- Webhooks, retention, quotas (docs/webhooks.md, docs/operations.md) -----------------------------
+
+PARLEY_WEBHOOKS = {
+    # Loopback, link-local and private addresses are refused (SSRF) unless this is on; plain http unless DEBUG.
+    "ALLOW_PRIVATE": env_bool("PARLEY_WEBHOOK_ALLOW_PRIVATE", False),
+    "ALLOW_HTTP": env_bool("PARLEY_WEBHOOK_ALLOW_HTTP", DEBUG),
+    "TIMEOUT": env_float("PARLEY_WEBHOOK_TIMEOUT", 10.0),
+    # The Standard Webhooks retry schedule is multiplied by this (tests shrink it).
+    "RETRY_SCALE": env_float("PARLEY_WEBHOOK_RETRY_SCALE", 1.0),
+    "DISABLE_AFTER_SECONDS": env_int("PARLEY_WEBHOOK_DISABLE_AFTER_SECONDS", 3 * 24 * 3600),
+    "POLL_SECONDS": env_float("PARLEY_WEBHOOK_POLL_SECONDS", 1.0),
+}
+# Calls (with their participants) and delivered webhook events older than this are purged by
+# `manage.py purge_call_history`; unset or 0: kept forever.
+PARLEY_CALL_RETENTION_DAYS = env_int("PARLEY_CALL_RETENTION_DAYS", 0)
+# Per-account limits (0: unlimited); the admin overrides them per user (accounts.Quota).
+PARLEY_QUOTAS = {
+    "rooms": env_int("PARLEY_QUOTA_ROOMS", 0),
+    "concurrent_calls": env_int("PARLEY_QUOTA_CONCURRENT_CALLS", 0),
+    "call_minutes": env_int("PARLEY_QUOTA_CALL_MINUTES", 0),  # per calendar month (UTC)
+}
 
 # --- Internationalisation, static files ---------------------------------------------------------
 

@@ -3,14 +3,21 @@ from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
+from rest_framework.routers import SimpleRouter
 
-from accounts.api import MeView, ObtainTokenView
+from accounts.api import MeDeleteView, MeExportView, MeView, ObtainTokenView
 from calls import api_urls as calls_api
 from people import api_urls as people_api
+from webhooks.api import EndpointViewSet
+
+webhooks_router = SimpleRouter()
+webhooks_router.register("webhooks", EndpointViewSet, basename="webhook")
 
 api_patterns = [
     path("auth/token/", ObtainTokenView.as_view(), name="api-token"),
     path("me/", MeView.as_view(), name="api-me"),
+    path("me/export/", MeExportView.as_view(), name="api-me-export"),
+    path("me/delete/", MeDeleteView.as_view(), name="api-me-delete"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's init script from a URL of its own: no inline script (CSP).
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
@@ -18,6 +25,7 @@ api_patterns = [
     # page alone allows those. Scripts stay 'self' only.
     path("redoc/", csp_update({"style-src": [UNSAFE_INLINE], "worker-src": [SELF, "blob:"]})(
         SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),
+    *webhooks_router.urls,
     *calls_api.urlpatterns,
     *people_api.urlpatterns,
     calls_api.fallback,

@@ -11,7 +11,7 @@ from tests.servers import PROJECT
 from tests.test_settings import run_django
 
 UNIT_FILES = ["parley@.service", "parley.target", "parley-reaper.service", "parley-reaper.timer",
-              "parley-webhooks.service"]
+              "parley-webhooks.service", "parley-purge.service", "parley-purge.timer"]
 ENV_EXAMPLE = UNITS / "parley.env.example"
 
 
@@ -86,12 +86,12 @@ def test_check_deploy_is_clean_with_the_environment_example():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_webhook_unit_is_skipped_until_its_command_exists():
-    """`deliver_webhooks` arrives with a later release: ExecCondition must fail cleanly (skip), not crash."""
+def test_the_webhook_units_condition_finds_its_command():
+    """ExecCondition skips the unit cleanly on a release without `deliver_webhooks`, and runs it on this one."""
     [condition] = [value for key, value in directives(UNITS / "parley-webhooks.service") if key == "ExecCondition"]
     result = subprocess.run([sys.executable, *condition.split()[1:]], cwd=PROJECT, capture_output=True, text=True,
                             timeout=60)
-    if (PROJECT / "calls" / "management" / "commands" / "deliver_webhooks.py").exists():
+    if (PROJECT / "webhooks" / "management" / "commands" / "deliver_webhooks.py").exists():
         assert result.returncode == 0
     else:
         assert 1 <= result.returncode <= 254, "ExecCondition skips the unit on exit codes 1 to 254"

@@ -24,6 +24,7 @@ export const CLOSE_REASONS = {
   4404: { retry: false, message: "This room does not exist, or it is private.",
           inCall: "The room was deleted." },
   4408: { retry: true, message: "The server stopped hearing from this page." },
+  4402: { retry: false, message: "Your account's quota is used up (calls at once, or call minutes this month)." },
   4409: { retry: false, message: "The room is full." },
   4410: { retry: false, message: "You are in this call from another tab or device now, so this page left it." },
   4429: { retry: true, message: "This page sent too many messages." },
