@@ -1,5 +1,7 @@
 """A user's data, as they download it (GET /api/me/export/, the profile page): what Parley holds about them."""
 
+from django.apps import apps
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import AuditEvent
@@ -13,9 +15,7 @@ def _at(value):
 
 
 def export_user_data(user) -> dict:
-    """Profile, rooms owned, memberships, call history and audit events of `user`, JSON-ready.
-
-    Rings (issue 12) add a "rings" list here when they arrive."""
+    """Profile, rooms owned, memberships, call and ring history and audit events of `user`, JSON-ready."""
     rooms = Room.objects.filter(owner=user).order_by("created_at", "id")
     memberships = RoomMembership.objects.filter(user=user).select_related("room").order_by("created_at", "id")
     participations = CallParticipant.objects.filter(user=user).select_related("call").order_by("joined_at", "id")
@@ -33,6 +33,17 @@ def export_user_data(user) -> dict:
                    "call_ended_at": _at(p.call.ended_at), "joined_at": _at(p.joined_at), "left_at": _at(p.left_at),
                    "leave_reason": p.leave_reason, "duration_seconds": int(p.duration.total_seconds()),
                    "user_agent": p.user_agent, "reconnects": p.reconnects} for p in participations],
+        "rings": rings_of(user),
         "audit_events": [{"action": e.action, "target": e.target, "address": e.address,
                           "created_at": _at(e.created_at), "detail": e.detail} for e in audit],
     }
+
+
+def rings_of(user) -> list[dict]:
+    """The rings the user made or received (people/, looked up by name: accounts sits below it)."""
+    if not apps.is_installed("people"):
+        return []
+    rings = apps.get_model("people", "Ring").objects.filter(Q(caller=user) | Q(callee=user)).order_by("created_at")
+    return [{"id": r.pk, "caller": r.caller_name, "callee": r.callee_name, "room_name": r.room_name,
+             "outcome": r.state, "created_at": _at(r.created_at), "answered_at": _at(r.answered_at),
+             "ended_at": _at(r.ended_at), "call": r.call_id} for r in rings]

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from calls import continuity, liveness, protocol, services, tickets
 from calls.ice import ice_servers_for
+from calls.outgoing import QueuedSender
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
 from calls.relay import Item
 from calls.services import Joined, JoinRefused, Reason
@@ -122,7 +123,7 @@ class Unacknowledged:
         return self.checkpoints[0][2] if self.checkpoints else None
 
 
-class SignalingConsumer(AsyncWebsocketConsumer):
+class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
     """One socket of one participation. A lost socket suspends the participation instead of ending it: the
     others see `peer-state: reconnecting`, frames for it are kept, and a resume (on any process) picks it up."""
 
@@ -131,8 +132,6 @@ class SignalingConsumer(AsyncWebsocketConsumer):
 
     peer_id = ""
     joined = False
-    writer: asyncio.Task | None = None
-    slow = False  # being closed for not reading
 
     async def __call__(self, scope, receive, send):
         # Channels' own loop (await_many_dispatch) makes a task and an asyncio.wait for every message, to listen
@@ -179,16 +178,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.sent = SentFrames(count=limits["RESUME_BUFFER"], size=limits["RESUME_BUFFER_BYTES"],
                                seconds=limits["RESUME_SECONDS"])
         self.room_slug = self.scope["url_route"]["kwargs"]["slug"]
-        # Everything we send goes through a queue and this socket's own writer task: a client that stops reading
-        # holds up nobody else, and is closed once its unread output passes the limits (docs/signaling.md).
-        self.outgoing: deque[str] = deque()
-        self.outgoing_bytes = 0
-        self.written_at = self.last_heard  # when the writer last got a frame out, or the queue was empty
-        self.wake_writer = asyncio.Event()
-        self.writer_idle = asyncio.Event()
-        self.writer_idle.set()
         self.unacked: Unacknowledged | None = None  # from the client's first acknowledgement on
-        self.slow_bytes, self.slow_seconds = limits["SLOW_BYTES"], limits["SLOW_SECONDS"]
 
         if not self.scope.get("origin_allowed", True):
             await self.refuse(CloseCode.FORBIDDEN, "origin not allowed")
@@ -285,7 +275,10 @@ class SignalingConsumer(AsyncWebsocketConsumer):
         self.socket_number = joined.participant.reconnects
         self.peer_sockets = {str(p.peer_id): p.reconnects for p in joined.others}
         self.peers = {str(p.peer_id): "" if p.suspended_at else p.relay_node for p in joined.others}
-        self.writer = self.loop.create_task(self.write_loop(), name=f"signaling-writer-{self.peer_id}")
+        # Everything we send goes through a queue and this socket's own writer (calls.outgoing): a client that
+        # stops reading holds up nobody else, and is closed once its unread output passes the limits.
+        self.start_writer(slow_bytes=self.limits["SLOW_BYTES"], slow_seconds=self.limits["SLOW_SECONDS"],
+                          name=f"signaling-writer-{self.peer_id}")
         self.push(self.welcome_text)
         for seq, text in joined.frames:
             if seq is None:
@@ -309,11 +302,7 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             await self.send_to_peer(item)
 
     async def close(self, code=None, reason=None):
-        if self.writer is not None and not self.slow:  # what was queued goes out first (within a second)
-            try:
-                await asyncio.wait_for(self.writer_idle.wait(), 1.0)
-            except TimeoutError:
-                pass
+        await self.drain()  # what was queued goes out first
         self.stop_writer()
         # daphne's WebSocket library takes a plain int only: a CloseCode member would become 1011.
         await super().close(code=None if code is None else int(code), reason=reason)
@@ -425,71 +414,20 @@ class SignalingConsumer(AsyncWebsocketConsumer):
             self.unacked.add(self.seq, len(text), self.loop.time())
         self.push(text)
 
-    # --- writing to the client ----------------------------------------------------------------------------
+    # --- writing to the client (calls.outgoing) ------------------------------------------------------
 
-    def push(self, text: str) -> None:
-        """Queue a frame for the writer. Never waits: the sender may be another peer's handler."""
-        if self.writer is None or self.slow:
-            return
-        outgoing = self.outgoing
-        if not outgoing:
-            self.written_at = self.loop.time()
-            self.writer_idle.clear()
-            self.wake_writer.set()
-        outgoing.append(text)
-        self.outgoing_bytes += len(text)
-        if self.outgoing_bytes > self.slow_bytes or (self.unacked and self.unacked.bytes() > self.slow_bytes):
-            self.too_slow("unread output over the limit")
-        elif self.is_stalled(self.loop.time()):
-            self.too_slow("unread for too long")
-
-    async def write_loop(self) -> None:
-        outgoing = self.outgoing
-        try:
-            while True:
-                await self.wake_writer.wait()
-                self.wake_writer.clear()
-                while outgoing:
-                    text = outgoing[0]
-                    await self.send(text_data=text)
-                    outgoing.popleft()
-                    self.outgoing_bytes -= len(text)
-                    self.written_at = self.loop.time()
-                self.writer_idle.set()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the socket closed under us: its disconnect is on its way
-            logger.debug("signaling: peer %s: send failed, the socket is closing", self.peer_id, exc_info=True)
-            outgoing.clear()
-            self.outgoing_bytes = 0
-            self.writer_idle.set()
-
-    def stop_writer(self) -> None:
-        if self.writer is None:
-            return
-        self.writer.cancel()
-        self.outgoing.clear()
-        self.outgoing_bytes = 0
-        self.writer_idle.set()
+    def over_limit(self) -> bool:
+        return super().over_limit() or bool(self.unacked and self.unacked.bytes() > self.slow_bytes)
 
     def is_stalled(self, now: float) -> bool:
         """Unread for too long: the writer is stuck on a frame, or the client stopped acknowledging."""
-        if self.outgoing and now - self.written_at > self.slow_seconds:
+        if super().is_stalled(now):
             return True
         since = self.unacked.since() if self.unacked else None
         return since is not None and now - since > self.slow_seconds
 
-    def too_slow(self, why: str) -> None:
-        """Close a client that stopped reading (4413); its participation waits for a resume, as after a drop."""
-        if self.slow:
-            return
-        self.slow = True
-        logger.warning("signaling: peer %s in %s does not read its frames (%s, %d bytes queued): closing",
-                       self.peer_id, self.room_slug, why, self.outgoing_bytes)
-        self.stop_writer()
-        self.closing = self.loop.create_task(self.close_slow(), name=f"signaling-slow-{self.peer_id}")
-
     async def close_slow(self) -> None:
+        """Its participation waits for a resume, as after a drop."""
         await self.suspend(Reason.DISCONNECTED)
         await self.close(code=CloseCode.TOO_SLOW, reason="not reading")
 

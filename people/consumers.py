@@ -19,6 +19,7 @@ from django.conf import settings
 
 from calls import liveness, protocol, relay, tickets
 from calls.consumers import TokenBucket
+from calls.outgoing import QueuedSender
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
 from people import delivery, services
 
@@ -95,7 +96,7 @@ def parse_me_message(raw: object) -> str:
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown frame type {kind[:40]!r}.")
 
 
-class MeConsumer(AsyncWebsocketConsumer):
+class MeConsumer(QueuedSender, AsyncWebsocketConsumer):
     """One /ws/me/ socket of one user (a tab)."""
 
     # Frames for it come through the process's relay node and Hub, not through a channel of its own.
@@ -115,6 +116,10 @@ class MeConsumer(AsyncWebsocketConsumer):
         self.flood_grace = limits["FLOOD_GRACE_SECONDS"]
         self.peer_id = str(uuid.uuid4())  # its key in the relay node's registry, and its socket's name
         self.channel_name = f"me.{self.peer_id}"
+        # Sent through a queue and a writer of its own (calls.outgoing): the hub hands a frame to every socket of
+        # a user on the relay node's receiving loop, which must never wait for a client that does not read.
+        self.start_writer(slow_bytes=limits["SLOW_BYTES"], slow_seconds=limits["SLOW_SECONDS"],
+                          name=f"me-writer-{self.peer_id}")
         if not self.scope.get("origin_allowed", True):
             await self.close(code=int(CloseCode.FORBIDDEN), reason="origin not allowed")
             return
@@ -141,10 +146,10 @@ class MeConsumer(AsyncWebsocketConsumer):
             await self.close(code=int(CloseCode.UNAVAILABLE), reason="try again in a moment")
             return
         welcome = await database_sync_to_async(self.open)()
-        await self.send(text_data=welcome)
+        self.push(welcome)
         pending, self.pending = self.pending, None
         for text in pending:
-            await self.send(text_data=text)
+            self.push(text)
 
     def authenticate(self, ticket: str):
         if ticket:
@@ -170,7 +175,7 @@ class MeConsumer(AsyncWebsocketConsumer):
             if now - self.bucket.limited_since >= self.flood_grace:
                 await self.close(code=int(CloseCode.FLOODING), reason="flooding")
             else:
-                await self.send(text_data=protocol.error_frame(ErrorCode.RATE_LIMITED, "Slow down."))
+                self.push(protocol.error_frame(ErrorCode.RATE_LIMITED, "Slow down."))
             return
         try:
             if text_data is None:
@@ -178,9 +183,9 @@ class MeConsumer(AsyncWebsocketConsumer):
             if len(text_data) * 4 > self.max_frame_bytes and len(text_data.encode()) > self.max_frame_bytes:
                 raise ProtocolError(ErrorCode.TOO_LARGE, f"Frames are limited to {self.max_frame_bytes} bytes.")
             parse_me_message(protocol.decode(text_data))
-            await self.send(text_data=protocol.PONG)
+            self.push(protocol.PONG)
         except ProtocolError as error:
-            await self.send(text_data=protocol.error_frame(error.code, error.detail))
+            self.push(protocol.error_frame(error.code, error.detail))
 
     async def deliver(self, text: str) -> None:
         """A frame from people.services for this user (group `user.<id>`, through the Hub)."""
@@ -189,7 +194,7 @@ class MeConsumer(AsyncWebsocketConsumer):
         if self.pending is not None:
             self.pending.append(text)
         else:
-            await self.send(text_data=text)
+            self.push(text)
 
     # What the relay node asks of the sockets it holds (calls.relay.LocalPeer).
 
@@ -207,7 +212,17 @@ class MeConsumer(AsyncWebsocketConsumer):
         await self.close(code=int(CloseCode.RESTARTING), reason="server restarting")
         await self.forget()
 
+    async def close(self, code=None, reason=None):
+        await self.drain()  # what was queued goes out first
+        self.stop_writer()
+        await super().close(code=code, reason=reason)
+
+    async def close_slow(self) -> None:
+        await self.close(code=int(CloseCode.TOO_SLOW), reason="not reading")
+        await self.forget()
+
     async def disconnect(self, code):
+        self.stop_writer()
         await self.forget()
 
     async def forget(self) -> None:

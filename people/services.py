@@ -18,7 +18,7 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import F, Q
 from django.utils import timezone
 
-from calls import protocol
+from calls import events, protocol
 from calls import services as calls_services
 from calls.models import CallParticipant, RelayNode, Room, RoomMembership
 from people import delivery
@@ -323,6 +323,7 @@ def decide(*, by, ring_id, party: str, state: str) -> Ring:
         decided = Ring.objects.filter(pk=ring.pk, state=State.RINGING, expires_at__gt=now).update(**changes)
         ring = rings_with_people().get(pk=ring.pk)
         if decided:
+            emit_ring_ended(ring)
             send_to_users([ring.caller_id, ring.callee_id], {"type": DECIDED_FRAMES[state], "ring": ring_object(ring)})
     if not decided:
         expire_rings(ids=[ring.pk])  # it ran out before the sweep saw it
@@ -331,6 +332,16 @@ def decide(*, by, ring_id, party: str, state: str) -> Ring:
     forget_timer(ring.pk)
     logger.info("ring %s: %s by %s", ring.pk, state, by)
     return ring
+
+
+def emit_ring_ended(ring: Ring) -> None:
+    """The `ring.ended` event (docs/webhooks.md), in the transaction that decides the ring."""
+    events.emit(events.RING_ENDED, room_id=ring.room_id, payload={"ring": {
+        "id": ring.pk, "room_id": ring.room_id, "caller": ring.caller_name, "callee": ring.callee_name,
+        "outcome": ring.state, "started_at": ring.created_at.isoformat(),
+        "ended_at": ring.ended_at.isoformat() if ring.ended_at else None,
+        "duration_seconds": max(int((ring.ended_at - ring.created_at).total_seconds()), 0) if ring.ended_at else 0,
+    }})
 
 
 def accept_ring(*, by, ring_id) -> Ring:
@@ -360,6 +371,7 @@ def expire_rings(*, now=None, ids=None, caller=None) -> int:
             if Ring.objects.filter(pk=ring_id, state=State.RINGING).update(state=State.MISSED,
                                                                            ended_at=F("expires_at")):
                 ring = rings_with_people().get(pk=ring_id)
+                emit_ring_ended(ring)
                 send_to_users([ring.caller_id, ring.callee_id], {"type": "ring-ended", "ring": ring_object(ring)})
                 expired += 1
     return expired
