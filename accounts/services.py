@@ -3,6 +3,7 @@
 import logging
 
 from django.db import transaction
+from django.dispatch import Signal
 from rest_framework.authtoken.models import Token
 
 from accounts import audit
@@ -11,6 +12,10 @@ from calls.models import Room
 from calls.protocol import CloseCode
 
 logger = logging.getLogger(__name__)
+
+
+# Sent by sign_out_everywhere: apps above accounts (people's /ws/me/ sockets) end what they hold of the user.
+signed_out = Signal()
 
 
 @transaction.atomic
@@ -24,6 +29,7 @@ def sign_out_everywhere(*, user, revoke_tokens: bool) -> int:
         Token.objects.filter(user=user).delete()
     closed = calls.end_user_connections(user=user, close_code=CloseCode.NOT_AUTHENTICATED,
                                         reason=calls.Reason.SIGNED_OUT)
+    signed_out.send(sender=None, user=user)
     if closed:
         logger.info("user %s signed out: closed %d signaling connection(s)", user, closed)
     return closed

@@ -1,10 +1,10 @@
 """What `people` hears from `calls` (calls.signals): calls do not import people."""
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 
+from accounts.services import signed_out
 from calls.signals import call_changed, my_calls_opened
 from people import services
 
@@ -21,10 +21,10 @@ def on_my_calls_opened(*, user, **_) -> list[dict]:
     return services.history_for(user)
 
 
-@receiver(user_logged_out, dispatch_uid="people.signed_out")
-def on_logged_out(sender, request, user, **_):
-    if user is not None:
-        services.close_sockets_of(user_id=user.pk)
+@receiver(signed_out, dispatch_uid="people.signed_out")
+def on_signed_out(*, user, **_):
+    """Logout, a new password or a deactivation (accounts.services.sign_out_everywhere)."""
+    services.close_sockets_of(user_id=user.pk)
 
 
 @receiver(pre_delete, sender=get_user_model(), dispatch_uid="people.user_deleted")

@@ -195,3 +195,18 @@ async def test_signing_out_closes_every_me_socket_of_the_user(me, alice, bob, ro
     for tab in (first, second):
         assert await tab.peer.closed_with() == CloseCode.NOT_AUTHENTICATED
     assert await eventually(lambda: database_sync_to_async(lambda: not MeSocket.objects.filter(user=bob).exists())())
+
+
+@pytest.mark.parametrize("change", ["password", "deactivation"])
+async def test_a_new_password_or_a_deactivation_closes_the_me_sockets(me, alice, bob, room, change):
+    tab = await me(bob)
+
+    def change_credentials():
+        if change == "password":
+            bob.set_password("an entirely new pass phrase")
+        else:
+            bob.is_active = False
+        bob.save()
+
+    await database_sync_to_async(change_credentials)()
+    assert await tab.peer.closed_with() == CloseCode.NOT_AUTHENTICATED
