@@ -310,7 +310,7 @@ AXES_SENSITIVE_PARAMETERS = []  # failures are logged with the username and addr
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",  # says so when the "Token " prefix is missing
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -391,6 +391,8 @@ PARLEY_SIGNALING = {
     "REAP_EVERY": env_int("PARLEY_REAP_EVERY", 3),
     "SHUTDOWN_SECONDS": env_float("PARLEY_SHUTDOWN_SECONDS", 30.0),
 }
+# Someone removed from a call (kicked) may not join the same call again for this long (0: at once).
+PARLEY_KICK_BAN_SECONDS = env_int("PARLEY_KICK_BAN_SECONDS", 300)
 
 # --- Internationalisation, static files ---------------------------------------------------------
 

@@ -11,6 +11,8 @@ import { Controls } from "./controls.js";
 import { $, nameOf } from "./dom.js";
 import { LocalMedia } from "./media.js";
 import { Peer } from "./peer.js";
+import { PreJoin, chosenDevices } from "./prejoin.js";
+import { QualityMonitor } from "./quality.js";
 import { Participation } from "./resume.js";
 import { Signaling } from "./signaling.js";
 import { StatusView } from "./status.js";
@@ -28,7 +30,7 @@ const REASONS = {
 const LOST_CONNECTION = new Set(["disconnected", "failed", "closed"]);
 
 class CallPage {
-  constructor(config, root) {
+  constructor(config, root, initialState) {
     this.config = config;
     this.root = root;
     this.media = new LocalMedia();
@@ -47,20 +49,40 @@ class CallPage {
     this.controls = new Controls({
       media: this.media, tiles: this.tiles, eachPeer: (action) => this.eachPeer(action),
       onChange: () => this.sendMediaState(), alert: (message) => this.view.alert(message),
+      inCall: () => ["joined", "reconnecting", "connecting"].includes(this.view.state),
     });
     this.chat = new Chat(() => this.peers.values(), (entry) => this.me.addChat(entry));
-
-    $("#prejoin").addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.join({ audio: $("#join-audio").checked, video: $("#join-video").checked });
+    this.quality = new QualityMonitor(() => this.peers.values(), (peer, quality, detail) => {
+      this.tiles.setQuality(peer, quality, detail);
+      this.updateStatus();
     });
-    $("#rejoin").addEventListener("click", () => this.join(this.joinOptions));
+    this.prejoin = new PreJoin({ stateUrl: config.state_url, initial: initialState,
+                                 onJoin: (options) => this.join(options) });
+    root.addEventListener("network", ({ detail }) => {
+      this.updateStatus();
+      // Back online: try the server at once rather than after the current backoff.
+      if (!detail.offline && this.signaling && this.view.state === "reconnecting") this.signaling.retryNow?.();
+    });
+
+    $("#rejoin").addEventListener("click", () => this.rejoin());
     $("#leave").addEventListener("click", () => this.leave());
     // A reload or a closed tab is not a leave: no `leave` frame, and the stored participation stays for a resume.
     window.addEventListener("pagehide", () => { if (this.signaling) this.signaling.stop(); });
 
     const options = this.me.restore();
     if (options) this.resume(options);
+    else this.prejoin.open();
+  }
+
+  /** "Join again": the room's state is checked first, so a full room or a removal is told without a camera. */
+  async rejoin() {
+    this.view.alert("");
+    const state = await this.prejoin.fetchState();
+    if (state && (!state.may_join || state.full)) {
+      this.view.alert(state.may_join ? `The call is full (${state.max} people). Try again when someone leaves.` : state.refusal);
+      return;
+    }
+    this.join(this.joinOptions);
   }
 
   get peerId() { return this.me.peerId; }
@@ -69,14 +91,24 @@ class CallPage {
 
   /** The status line while in the call: an event's text, unless nobody can be heard from at the moment. */
   updateStatus(text) {
+    if (this.view.offline && ["joined", "reconnecting"].includes(this.view.state)) {
+      this.view.say("You are offline: nobody can hear or see you until the network is back.");
+      this.wasUntrue = true;
+      return;
+    }
     if (this.view.state !== "joined") return;
     const peers = [...this.peers.values()];
     const lost = peers.length > 0
       && peers.every((peer) => peer.presence === "reconnecting" || LOST_CONNECTION.has(peer.connectionState));
-    const recovered = this.peersLost && !lost;
+    const unstable = !lost && peers.length > 0 && peers.every((peer) => peer.tile && peer.tile.dataset.quality === "poor");
+    const recovered = (this.peersLost && !lost) || (this.wasUnstable && !unstable) || this.wasUntrue;
     this.peersLost = lost;
+    this.wasUnstable = unstable;
+    this.wasUntrue = false;
     this.root.dataset.peersLost = String(lost);
+    this.root.dataset.unstable = String(unstable);
     if (lost) this.view.say("Connection lost, waiting for others…");
+    else if (unstable) this.view.say("Your connection is unstable: the others may not hear or see you well.");
     else if (text || recovered) this.view.say(text || this.inCallText());
   }
 
@@ -94,6 +126,7 @@ class CallPage {
     if (resuming) this.view.setState("reconnecting", "Rejoining the call…");
     else this.view.setState("joining", options.audio || options.video ? "Starting your camera and microphone…" : "Joining…");
     const iceFetch = this.fetchIceServers();
+    await this.useChosenDevices();
     const warnings = await this.media.start(options);
     if (options.micEnabled === false) this.media.setMicEnabled(false);
     if (warnings.length) this.view.alert(warnings.join(" "));
@@ -102,6 +135,15 @@ class CallPage {
     this.iceServersPromise = iceFetch;
     this.controls.fillDevices();
     this.connect({ resuming });
+  }
+
+  /** The devices chosen on the pre-join screen (or remembered from an earlier visit), where they still exist. */
+  async useChosenDevices() {
+    const chosen = chosenDevices();
+    const present = new Set((await this.media.devices()).map((device) => device.deviceId));
+    this.media.audioDeviceId = present.has(chosen.audio) ? chosen.audio : "";
+    this.media.videoDeviceId = present.has(chosen.video) ? chosen.video : "";
+    if (chosen.speaker && present.has(chosen.speaker)) this.tiles.speakerId = chosen.speaker;
   }
 
   /** After a reload: join with the stored participation and media (its chat is shown again at once). */
@@ -172,8 +214,13 @@ class CallPage {
       this.tiles.stopSpeaking();
       if (code !== 1000) this.view.alert(message);
       this.media.stopAll();
+      this.quality.stop();
+      this.tiles.closeMenu();
       this.view.setState("ended", code === 1000 ? "You left the call." : "You are not in the call.");
       this.view.logEvent("closed", message);
+      // The close code is all the page hears (daphne drops the reason): ask the server what a 4403 means now
+      // (removed, and for how long; the room locked).
+      if (code === 4403) this.explainRefusal(message);
       return;
     }
     // The peer connections and our media stay: the call goes on peer to peer while we reconnect.
@@ -183,6 +230,15 @@ class CallPage {
     const wait = retryIn >= 1000 ? ` Reconnecting in ${Math.round(retryIn / 1000)} s…` : " Reconnecting…";
     this.view.setState("reconnecting", `${message}${wait}`);
     this.view.logEvent("reconnecting", message);
+  }
+
+  async explainRefusal(message) {
+    const state = await this.prejoin.fetchState();
+    if (state && !state.may_join && state.refusal) {
+      this.root.dataset.refusal = state.refusal;
+      this.view.alert(message && message !== state.refusal && !message.startsWith("You are not allowed")
+        ? `${message} ${state.refusal}` : state.refusal);
+    }
   }
 
   leave() {
@@ -239,6 +295,12 @@ class CallPage {
     this.peersLost = false;
     this.updateStatus(this.inCallText());
     this.tiles.startSpeaking(() => this.peers.values());
+    this.quality.start();
+    if (!this.chatOpened) {
+      this.chatOpened = true;
+      if (window.innerWidth >= 900) this.controls.toggleChat(true);
+      $("#chat-input").blur();
+    }
   }
 
   /** The same participation again. `listed` are the peers now; the replay brings what happened meanwhile. */
@@ -338,7 +400,10 @@ class CallPage {
     peer.addEventListener("ice-restart", ({ detail }) => this.view.logEvent("ice-restart", `Reconnecting media with ${nameOf(peer.user)} (${detail.why}).`));
     peer.addEventListener("rebuilt", ({ detail }) => this.view.logEvent("rebuilt", `New connection to ${nameOf(peer.user)} (${detail.why}).`));
     peer.addEventListener("glare", ({ detail }) => this.view.logEvent("glare", `Negotiation glare with ${nameOf(peer.user)}: ${detail.yielded ? "yielded" : "kept our offer"}.`));
-    peer.addEventListener("chat", ({ detail }) => this.chat.show(nameOf(peer.user), detail.text, peer.peerId));
+    peer.addEventListener("chat", ({ detail }) => {
+      this.chat.show(nameOf(peer.user), detail.text, peer.peerId);
+      this.controls.noteUnread();
+    });
     return peer;
   }
 
@@ -396,8 +461,10 @@ class CallPage {
 }
 
 const configElement = document.getElementById("call-config");
+const stateElement = document.getElementById("call-state");
 const root = document.getElementById("call");
 if (configElement && root) {
-  window.parley = new CallPage(JSON.parse(configElement.textContent), root);
+  const initialState = stateElement ? JSON.parse(stateElement.textContent) : null;
+  window.parley = new CallPage(JSON.parse(configElement.textContent), root, initialState);
   root.dataset.ready = "true";
 }
