@@ -55,7 +55,8 @@ def home(request):
     mine = Room.objects.of_member(user).select_related("owner").order_by("name", "pk")
     my_count = mine.count()
     live = (Room.objects.filter(Q(visibility=Room.Visibility.PUBLIC) | Q(memberships__user=user))
-            .filter(calls__ended_at__isnull=True).distinct().select_related("owner").order_by("name", "pk"))
+            .filter(pk__in=Call.objects.live().values("room_id")).distinct()
+            .select_related("owner").order_by("name", "pk"))
     query = request.GET.get("q", "").strip()[:100]
     public = (Room.objects.filter(visibility=Room.Visibility.PUBLIC).exclude(memberships__user=user)
               .select_related("owner").order_by("name", "pk"))
