@@ -230,6 +230,7 @@ class CallPage {
     const wait = retryIn >= 1000 ? ` Reconnecting in ${Math.round(retryIn / 1000)} s…` : " Reconnecting…";
     this.view.setState("reconnecting", `${message}${wait}`);
     this.view.logEvent("reconnecting", message);
+    this.updateStatus(); // offline says so, rather than a bare "reconnecting"
   }
 
   async explainRefusal(message) {

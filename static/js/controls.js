@@ -33,6 +33,10 @@ export class Controls {
     $("#show-shortcuts").addEventListener("click", () => this.showShortcuts());
     $("#toggle-screen").hidden = !CAN_SHARE_SCREEN;
     document.addEventListener("keydown", (event) => this.onKey(event));
+    // The chat is a side panel on wide screens and covers the call on narrow ones: going narrow closes it.
+    window.matchMedia("(max-width: 800px)").addEventListener("change", (event) => {
+      if (event.matches && !$("#side-panel").hidden) this.toggleChat(false);
+    });
     $("#select-mic").addEventListener("change", (event) => this.switchDevice("audio", event.target.value));
     $("#select-camera").addEventListener("change", (event) => this.switchDevice("video", event.target.value));
     $("#select-speaker").addEventListener("change", (event) => this.switchSpeaker(event.target.value));

@@ -135,9 +135,14 @@ export class PreJoin extends EventTarget {
       return;
     }
     try {
-      const stream = await navigator.mediaDevices.getUserMedia({
-        audio: audio ? (audioId ? { deviceId: { ideal: audioId } } : true) : false,
-        video: video ? { ...(videoId ? { deviceId: { ideal: videoId } } : {}), width: { ideal: 640 }, height: { ideal: 480 } } : false,
+      const ask = (audioDevice, videoDevice) => navigator.mediaDevices.getUserMedia({
+        audio: audio ? (audioDevice ? { deviceId: { exact: audioDevice } } : true) : false,
+        video: video ? { ...(videoDevice ? { deviceId: { exact: videoDevice } } : {}), width: { ideal: 640 }, height: { ideal: 480 } } : false,
+      });
+      // A remembered device that is gone (unplugged, or another browser profile) falls back to the default.
+      const stream = await ask(audioId, videoId).catch((error) => {
+        if ((audioId || videoId) && ["OverconstrainedError", "NotFoundError"].includes(error.name)) return ask("", "");
+        throw error;
       });
       if (!this.active || this.blocked) { for (const track of stream.getTracks()) track.stop(); return; }
       this.stopPreview();
@@ -190,8 +195,9 @@ export class PreJoin extends EventTarget {
     const devices = await navigator.mediaDevices.enumerateDevices();
     const chosen = this.devices;
     const current = (kind) => {
+      if (chosen[kind] && devices.some((device) => device.deviceId === chosen[kind])) return chosen[kind];
       const track = this.stream && (kind === "audio" ? this.stream.getAudioTracks()[0] : this.stream.getVideoTracks()[0]);
-      return (track && track.getSettings().deviceId) || chosen[kind];
+      return track ? track.getSettings().deviceId : "";
     };
     const fill = (select, kind, selected, fallback) => {
       const list = devices.filter((device) => device.kind === kind && device.deviceId);

@@ -74,7 +74,7 @@ export class Tiles {
     this.closeMenu();
     const peer = this.peersByTile.get(tile);
     this.menuTile = tile;
-    $('[data-action="pin"]', this.menu).textContent = this.stageTile() === tile && this.pinned === tile ? "Unpin" : "Pin";
+    $('[data-action="pin"]', this.menu).textContent = this.stageTile() === tile ? "Unpin" : "Pin";
     $('[data-action="fullscreen"]', this.menu).hidden = !tile.requestFullscreen;
     const kick = $('[data-action="kick"]', this.menu);
     kick.hidden = !(this.canModerate && peer);
@@ -112,8 +112,12 @@ export class Tiles {
   }
 
   togglePin(tile) {
-    this.pinned = this.stageTile() === tile && this.pinned === tile ? null : tile;
-    if (this.pinned === null && this.autoPinned === tile) this.autoPinned = null; // unpinned a screen: stay off
+    if (this.stageTile() === tile) {
+      this.pinned = null;
+      if (this.autoPinned === tile) this.autoPinned = null; // a screen unpinned stays off the stage
+    } else {
+      this.pinned = tile;
+    }
     this.layout();
   }
 
