@@ -57,11 +57,18 @@ async def within_viewport(page, *selectors: str) -> None:
         assert box["y"] + box["height"] <= size["height"] + 0.5, f"{selector} is below the fold: {box} {size}"
 
 
+# Screenshots that docs/ keeps (the README shows call-page.png): PARLEY_DOCS_SCREENSHOTS=1 copies them there.
+DOCS_SCREENSHOTS = {"call-of-2-desktop": "call-page.png", "prejoin-desktop": "prejoin.png",
+                    "shared-screen-pinned-desktop": "shared-screen.png", "call-of-4-phone": "call-page-phone.png"}
+
+
 async def screenshot(page, name: str) -> Path:
     """A screenshot of the viewport, kept in test-artifacts/ (the README's and docs' images come from there)."""
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path))
+    if os.environ.get("PARLEY_DOCS_SCREENSHOTS") and name in DOCS_SCREENSHOTS:
+        await page.screenshot(path=str(ARTIFACTS.parent / "docs" / DOCS_SCREENSHOTS[name]))
     return path
 
 

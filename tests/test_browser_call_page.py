@@ -133,6 +133,14 @@ async def test_the_offline_banner_and_a_truthful_status(browsers, alice, bob, pa
     bob_peer = await join_call(bob_page)
     await wait_connected(bob_page, alice_peer)
     assert await bob_page.text_content("#call-status") == "In the call with 1 other person."
+    # Per tile, from getStats: a poor connection (here forced, as loss over the threshold would) says so.
+    await alice_page.evaluate("(id) => { parley.peers.get(id).forcedQuality = 'poor'; }", bob_peer)
+    await alice_page.wait_for_selector(f'{tile(bob_peer)}[data-quality="poor"]')
+    assert await alice_page.text_content(f"{tile(bob_peer)} .tile-state") == "Connection unstable"
+    assert "unstable" in await alice_page.text_content("#call-status")
+    await alice_page.evaluate("(id) => { parley.peers.get(id).forcedQuality = null; }", bob_peer)
+    await alice_page.wait_for_selector(f'{tile(bob_peer)}[data-quality="good"]')
+    assert await alice_page.text_content("#call-status") == "In the call with 1 other person."
 
     await bob_page.context.set_offline(True)
     await bob_page.evaluate("parley.dropSignaling()")

@@ -27,6 +27,7 @@ export class QualityMonitor {
     this.peers = peers;
     this.onChange = onChange;
     this.last = new WeakMap(); // peer -> {received, lost, frames}
+    this.streaks = new WeakMap(); // peer -> bad samples in a row
     this.timer = null;
   }
 
@@ -60,10 +61,16 @@ export class QualityMonitor {
       let detail = "";
       if (peer.forcedQuality) [quality, detail] = [peer.forcedQuality, "forced"];
       else if (wantsVideo && video && before.frames > 0 && now.frames === before.frames) [quality, detail] = ["frozen", "no video frames"];
-      else if (received === 0 && before.received > 0) [quality, detail] = ["frozen", "nothing received"];
+      else if (received === 0 && before.received > 0 && (wantsVideo || !peer.media || peer.media.audio)) {
+        [quality, detail] = ["frozen", "nothing received"];
+      }
       else if (loss > POOR_LOSS) [quality, detail] = ["poor", `${Math.round(loss * 100)} % lost`];
       else if (rtt !== null && rtt > POOR_RTT_S) [quality, detail] = ["poor", `${Math.round(rtt * 1000)} ms round trip`];
-      this.onChange(peer, quality, detail);
+      // Two bad samples in a row before a tile says "unstable" (a busy moment is not a bad connection); one
+      // good sample clears it.
+      const streak = quality === "good" ? 0 : (this.streaks.get(peer) || 0) + 1;
+      this.streaks.set(peer, streak);
+      if (quality === "good" || streak >= 2) this.onChange(peer, quality, detail);
     }
   }
 }

@@ -184,13 +184,15 @@ export class Tiles {
     this.layout();
   }
 
-  /** Columns for `count` tiles in a box `width` x `height`: the arrangement whose 4:3 tiles are the largest. */
+  /** Columns for `count` tiles in a box `width` x `height`: the arrangement whose tiles (4:3, or 3:4 in a
+   *  portrait box) are the largest. */
   static columnsFor(count, width, height) {
     let best = 1;
     let bestSize = 0;
+    const aspect = height > width ? 3 / 4 : 4 / 3; // portrait tiles on a portrait screen (a phone)
     for (let columns = 1; columns <= count; columns += 1) {
       const rows = Math.ceil(count / columns);
-      const tileWidth = Math.min(width / columns, (height / rows) * (4 / 3));
+      const tileWidth = Math.min(width / columns, (height / rows) * aspect);
       if (tileWidth > bestSize + 0.5) { best = columns; bestSize = tileWidth; }
     }
     return best;
