@@ -11,23 +11,12 @@ import { Controls } from "./controls.js";
 import { $, nameOf } from "./dom.js";
 import { LocalMedia } from "./media.js";
 import { Peer } from "./peer.js";
-import { PreJoin, chosenDevices } from "./prejoin.js";
+import { PreJoin, useChosenDevices } from "./prejoin.js";
 import { QualityMonitor } from "./quality.js";
 import { Participation } from "./resume.js";
 import { Signaling } from "./signaling.js";
-import { StatusView } from "./status.js";
+import { LEAVE_REASONS, StatusView, inCallText } from "./status.js";
 import { Tiles } from "./tiles.js";
-
-const REASONS = {
-  left: "left",
-  disconnected: "lost their connection",
-  kicked: "was removed",
-  "timed-out": "timed out",
-  "server-shutdown": "was disconnected (server restart)",
-  "room-closed": "left (the room was deleted)",
-  "room-locked": "left (the room was locked)",
-};
-const LOST_CONNECTION = new Set(["disconnected", "failed", "closed"]);
 
 class CallPage {
   constructor(config, root, initialState) {
@@ -43,7 +32,6 @@ class CallPage {
     this.view = new StatusView(root);
     this.departed = new Map(); // peer id -> name, of peers dropped at a resume before their peer-left came
     this.reconnects = 0;
-    this.peersLost = false;
 
     this.tiles = new Tiles({ canModerate: config.can_moderate, onKick: (peer) => this.kick(peer) });
     this.controls = new Controls({
@@ -77,46 +65,19 @@ class CallPage {
   /** "Join again": the room's state is checked first, so a full room or a removal is told without a camera. */
   async rejoin() {
     this.view.alert("");
-    const state = await this.prejoin.fetchState();
-    if (state && (!state.may_join || state.full)) {
-      this.view.alert(state.may_join ? `The call is full (${state.max} people). Try again when someone leaves.` : state.refusal);
-      return;
-    }
-    this.join(this.joinOptions);
+    const blocked = await this.prejoin.blocker();
+    if (blocked) this.view.alert(blocked);
+    else this.join(this.joinOptions);
   }
 
   get peerId() { return this.me.peerId; }
 
   // --- The status line ----------------------------------------------------------------------------
 
-  /** The status line while in the call: an event's text, unless nobody can be heard from at the moment. */
-  updateStatus(text) {
-    if (this.view.offline && ["joined", "reconnecting"].includes(this.view.state)) {
-      this.view.say("You are offline: nobody can hear or see you until the network is back.");
-      this.wasUntrue = true;
-      return;
-    }
-    if (this.view.state !== "joined") return;
-    const peers = [...this.peers.values()];
-    const lost = peers.length > 0
-      && peers.every((peer) => peer.presence === "reconnecting" || LOST_CONNECTION.has(peer.connectionState));
-    const unstable = !lost && peers.length > 0 && peers.every((peer) => peer.tile && peer.tile.dataset.quality === "poor");
-    const recovered = (this.peersLost && !lost) || (this.wasUnstable && !unstable) || this.wasUntrue;
-    this.peersLost = lost;
-    this.wasUnstable = unstable;
-    this.wasUntrue = false;
-    this.root.dataset.peersLost = String(lost);
-    this.root.dataset.unstable = String(unstable);
-    if (lost) this.view.say("Connection lost, waiting for others…");
-    else if (unstable) this.view.say("Your connection is unstable: the others may not hear or see you well.");
-    else if (text || recovered) this.view.say(text || this.inCallText());
-  }
+  /** The status line (status.js says what is true: offline, nobody reachable, every connection unstable). */
+  updateStatus(text) { this.view.tell([...this.peers.values()], text); }
 
-  inCallText() {
-    const others = this.peers.size;
-    return others ? `In the call with ${others} other ${others === 1 ? "person" : "people"}.`
-                  : "You are the first one here. Waiting for others…";
-  }
+  inCallText() { return inCallText(this.peers.size); }
 
   // --- Joining and leaving ---------------------------------------------------------------------
 
@@ -126,7 +87,7 @@ class CallPage {
     if (resuming) this.view.setState("reconnecting", "Rejoining the call…");
     else this.view.setState("joining", options.audio || options.video ? "Starting your camera and microphone…" : "Joining…");
     const iceFetch = this.fetchIceServers();
-    await this.useChosenDevices();
+    await useChosenDevices(this.media, this.tiles);
     const warnings = await this.media.start(options);
     if (options.micEnabled === false) this.media.setMicEnabled(false);
     if (warnings.length) this.view.alert(warnings.join(" "));
@@ -135,15 +96,6 @@ class CallPage {
     this.iceServersPromise = iceFetch;
     this.controls.fillDevices();
     this.connect({ resuming });
-  }
-
-  /** The devices chosen on the pre-join screen (or remembered from an earlier visit), where they still exist. */
-  async useChosenDevices() {
-    const chosen = chosenDevices();
-    const present = new Set((await this.media.devices()).map((device) => device.deviceId));
-    this.media.audioDeviceId = present.has(chosen.audio) ? chosen.audio : "";
-    this.media.videoDeviceId = present.has(chosen.video) ? chosen.video : "";
-    if (chosen.speaker && present.has(chosen.speaker)) this.tiles.speakerId = chosen.speaker;
   }
 
   /** After a reload: join with the stored participation and media (its chat is shown again at once). */
@@ -234,12 +186,8 @@ class CallPage {
   }
 
   async explainRefusal(message) {
-    const state = await this.prejoin.fetchState();
-    if (state && !state.may_join && state.refusal) {
-      this.root.dataset.refusal = state.refusal;
-      this.view.alert(message && message !== state.refusal && !message.startsWith("You are not allowed")
-        ? `${message} ${state.refusal}` : state.refusal);
-    }
+    const why = await this.prejoin.whyRefused(message);
+    if (why) { this.root.dataset.refusal = why.refusal; this.view.alert(why.text); }
   }
 
   leave() {
@@ -293,7 +241,7 @@ class CallPage {
     }
     this.sendMediaState();
     this.view.setState("joined");
-    this.peersLost = false;
+    this.view.peersLost = false;
     this.updateStatus(this.inCallText());
     this.tiles.startSpeaking(() => this.peers.values());
     this.quality.start();
@@ -352,7 +300,7 @@ class CallPage {
     const who = peer ? nameOf(peer.user) : this.departed.get(peerId) || "Someone";
     this.departed.delete(peerId);
     this.removePeer(peerId);
-    const text = `${who} ${REASONS[reason] || "left"}.`;
+    const text = `${who} ${LEAVE_REASONS[reason] || "left"}.`;
     this.view.logEvent("peer-left", text);
     this.updateStatus(text);
   }

@@ -17,6 +17,15 @@ export function rememberDevice(kind, deviceId) {
   try { localStorage.setItem(DEVICES_KEY, JSON.stringify(devices)); } catch { /* storage disabled */ }
 }
 
+/** Make the call use the devices chosen here (or remembered from an earlier visit), where they still exist. */
+export async function useChosenDevices(media, tiles) {
+  const chosen = chosenDevices();
+  const present = new Set((await media.devices()).map((device) => device.deviceId));
+  media.audioDeviceId = present.has(chosen.audio) ? chosen.audio : "";
+  media.videoDeviceId = present.has(chosen.video) ? chosen.video : "";
+  if (chosen.speaker && present.has(chosen.speaker)) tiles.speakerId = chosen.speaker;
+}
+
 export class PreJoin extends EventTarget {
   constructor({ stateUrl, initial, onJoin }) {
     super();
@@ -70,6 +79,22 @@ export class PreJoin extends EventTarget {
       console.info("call state unavailable:", error.message);
       return null;
     }
+  }
+
+  /** Why joining now would be refused (full, removed, locked), asked afresh; "" when it would not. */
+  async blocker() {
+    const state = await this.fetchState();
+    if (!state || (state.may_join && !state.full)) return "";
+    return state.may_join ? `The call is full (${state.max} people). Try again when someone leaves.` : state.refusal;
+  }
+
+  /** After a 4403: what the server says now (removed, and for how long; locked), with the page's message. */
+  async whyRefused(message) {
+    const state = await this.fetchState();
+    if (!state || state.may_join || !state.refusal) return null;
+    const text = message && message !== state.refusal && !message.startsWith("You are not allowed")
+      ? `${message} ${state.refusal}` : state.refusal;
+    return { refusal: state.refusal, text };
   }
 
   async refresh() {

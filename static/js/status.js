@@ -4,6 +4,21 @@
 import { $ } from "./dom.js";
 
 const IN_CALL = ["joining", "connecting", "joined", "reconnecting"];
+const LOST_CONNECTION = new Set(["disconnected", "failed", "closed"]);
+export const LEAVE_REASONS = {
+  left: "left",
+  disconnected: "lost their connection",
+  kicked: "was removed",
+  "timed-out": "timed out",
+  "server-shutdown": "was disconnected (server restart)",
+  "room-closed": "left (the room was deleted)",
+  "room-locked": "left (the room was locked)",
+};
+
+export function inCallText(others) {
+  return others ? `In the call with ${others} other ${others === 1 ? "person" : "people"}.`
+                : "You are the first one here. Waiting for others…";
+}
 
 export class StatusView {
   constructor(root) {
@@ -46,6 +61,29 @@ export class StatusView {
       ? "You are offline: the others cannot hear or see you." : "Reconnecting to the server…";
     $("#call-banner-note").textContent = offline
       ? "Parley reconnects as soon as the network is back." : "Your call goes on meanwhile.";
+  }
+
+  /** The status line while in the call: an event's text, unless the truth is worse (offline, nobody can be heard
+   *  from, every connection unstable); after such a spell it says who is in the call again. */
+  tell(peers, text) {
+    if (this.offline && ["joined", "reconnecting"].includes(this.state)) {
+      this.say("You are offline: nobody can hear or see you until the network is back.");
+      this.wasUntrue = true;
+      return;
+    }
+    if (this.state !== "joined") return;
+    const lost = peers.length > 0
+      && peers.every((peer) => peer.presence === "reconnecting" || LOST_CONNECTION.has(peer.connectionState));
+    const unstable = !lost && peers.length > 0 && peers.every((peer) => peer.tile && peer.tile.dataset.quality === "poor");
+    const recovered = (this.peersLost && !lost) || (this.wasUnstable && !unstable) || this.wasUntrue;
+    this.peersLost = lost;
+    this.wasUnstable = unstable;
+    this.wasUntrue = false;
+    this.root.dataset.peersLost = String(lost);
+    this.root.dataset.unstable = String(unstable);
+    if (lost) this.say("Connection lost, waiting for others…");
+    else if (unstable) this.say("Your connection is unstable: the others may not hear or see you well.");
+    else if (text || recovered) this.say(text || inCallText(peers.length));
   }
 
   say(status) { $("#call-status").textContent = status; }
