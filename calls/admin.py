@@ -115,7 +115,9 @@ class CallStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Call)
 class CallAdmin(CallRecord, admin.ModelAdmin):
-    list_display = ("room_name", "room", "started_at", "ended_at", "duration_shown", "participant_count", "is_live")
+    # Fits 1280 px: the room (its name when the call started; the room itself is in the detail), when, how long,
+    # how many, live. The end time and who started it are in the detail.
+    list_display = ("room_name", "started_at", "duration_shown", "participant_count", "is_live")
     list_filter = (CallStatusFilter, "started_at", ("room", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("room",)
     date_hierarchy = "started_at"

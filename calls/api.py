@@ -6,8 +6,8 @@ belong to) does not exist for them on any endpoint (404). docs/api.md has the fu
 
 from django.conf import settings
 from django.db import IntegrityError
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Case, Count, IntegerField, OuterRef, Prefetch, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce, Lower
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -21,6 +21,8 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.api import UserSerializer
+from accounts.models import User
 from calls import services
 from calls.api_filters import CallFilterSerializer, RoomFilterSerializer
 from calls.ice import ice_servers_for
@@ -39,6 +41,8 @@ from calls.serializers import (
 from calls.tickets import issue_ticket
 
 Role = RoomMembership.Role
+CANDIDATES_MIN_QUERY = 2
+CANDIDATES_LIMIT = 10
 
 
 class Conflict(APIException):
@@ -204,7 +208,8 @@ class MemberViewSet(ServiceRules, RoomScoped, mixins.ListModelMixin, mixins.Crea
     lookup_field = "user__username"
     lookup_url_kwarg = "username"
     extra_error_codes = {"create": ["409"]}
-    room_rules = {"list": "see-members", "create": "add-member", "partial_update": "change-role"}
+    room_rules = {"list": "see-members", "create": "add-member", "partial_update": "change-role",
+                  "candidates": "add-member"}
 
     def get_queryset(self):
         return RoomMembership.objects.filter(room=self.get_room()).select_related("user").order_by("user__username")
@@ -223,6 +228,31 @@ class MemberViewSet(ServiceRules, RoomScoped, mixins.ListModelMixin, mixins.Crea
 
     def perform_destroy(self, membership):
         services.remove_member(by=self.request.user, membership=membership)
+
+    @extend_schema(
+        summary="People to add: usernames and display names that match (owner, moderators)",
+        parameters=[SLUG, OpenApiParameter("q", OpenApiTypes.STR, description=(
+            f"At least {CANDIDATES_MIN_QUERY} characters: usernames starting with it, display names containing "
+            "it, case-insensitively."))],
+        responses={200: UserSerializer(many=True)},
+        description=f"At most {CANDIDATES_LIMIT} active users who are not members yet, usernames first. Only "
+                    "those who may add members may search: to anyone else it is a 403 (a 404 for a private room "
+                    "they do not belong to), so nobody lists users through a room they cannot manage.",
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def candidates(self, request, slug=None):
+        query = request.query_params.get("q", "").strip()[:150]
+        if len(query) < CANDIDATES_MIN_QUERY:
+            return Response([])
+        members = RoomMembership.objects.filter(room=self.get_room()).values("user_id")
+        users = (
+            User.objects.filter(is_active=True)
+            .filter(Q(username__istartswith=query) | Q(display_name__icontains=query))
+            .exclude(pk__in=members)
+            .annotate(by_username=Case(When(username__istartswith=query, then=Value(0)), default=Value(1)))
+            .order_by("by_username", Lower("username"))[:CANDIDATES_LIMIT]
+        )
+        return Response(UserSerializer(users, many=True).data)
 
 
 # --- Invites --------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ urlpatterns = [
     *router.urls,
     path("rooms/<slug:slug>/members/", api.MemberViewSet.as_view({"get": "list", "post": "create"}),
          name="room-members"),
+    path("rooms/<slug:slug>/member-candidates/", api.MemberViewSet.as_view({"get": "candidates"}),
+         name="room-member-candidates"),
     path("rooms/<slug:slug>/members/<str:username>/",
          api.MemberViewSet.as_view({"patch": "partial_update", "delete": "destroy"}), name="room-member"),
     path("rooms/<slug:slug>/invites/", api.InviteViewSet.as_view({"get": "list", "post": "create"}),

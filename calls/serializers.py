@@ -67,11 +67,31 @@ class RoomCreateSerializer(RoomSerializer):
         read_only_fields = ("owner", "created_at", "updated_at")
 
 
+class UsernameField(serializers.SlugRelatedField):
+    """A user by username, whatever its case ("Ben" finds ben); an exact match wins if two differ only by case."""
+
+    default_error_messages = {
+        "does_not_exist": 'Nobody has the username "{value}". Check the spelling, or pick someone from the '
+                          "suggestions (GET /api/rooms/<slug>/member-candidates/?q=...).",
+        "invalid": "Give a username.",
+    }
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str) or not data.strip():
+            self.fail("invalid")
+        value = data.strip()
+        matches = list(self.get_queryset().filter(username__iexact=value)[:5])
+        exact = [user for user in matches if user.username == value]
+        if exact or len(matches) == 1:
+            return (exact or matches)[0]
+        self.fail("does_not_exist", value=value[:150])
+
+
 class MembershipSerializer(serializers.ModelSerializer):
     user = UserSerializer(read_only=True)
-    username = serializers.SlugRelatedField(
+    username = UsernameField(
         slug_field="username", queryset=User.objects.filter(is_active=True), write_only=True,
-        help_text="Who to add.",
+        help_text="Who to add: a username, in any case (`Ben` finds `ben`).",
     )
     role = serializers.ChoiceField(
         choices=ASSIGNABLE_ROLES, default=RoomMembership.Role.MEMBER,

@@ -96,6 +96,29 @@ def check_may_join(*, room: Room, user) -> None:
         raise JoinRefused(CloseCode.FORBIDDEN, "The room is locked.")
 
 
+def kick_ban_until(*, call: Call | None, user, now: datetime | None = None) -> datetime | None:
+    """When the user may join `call` again after being removed from it (None: they may now).
+
+    Decided from the call log: a participation of theirs in this call that ended `kicked` less than
+    PARLEY_KICK_BAN_SECONDS ago. A new call of the room (everyone left) starts with a clean slate.
+    """
+    seconds = settings.PARLEY_KICK_BAN_SECONDS
+    if call is None or seconds <= 0 or not getattr(user, "is_authenticated", False):
+        return None
+    now = now or timezone.now()
+    window = timedelta(seconds=seconds)
+    kicked_at = (CallParticipant.objects.filter(call=call, user=user, leave_reason=Reason.KICKED,
+                                                left_at__gt=now - window)
+                 .order_by("-left_at").values_list("left_at", flat=True).first())
+    return None if kicked_at is None else kicked_at + window
+
+
+def kick_ban_message(until: datetime, now: datetime | None = None) -> str:
+    left = max(int((until - (now or timezone.now())).total_seconds()), 1)
+    wait = f"{-(-left // 60)} min" if left >= 60 else f"{left} s"
+    return f"You were removed from this call. You can join it again in {wait}."
+
+
 def join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agent: str = "") -> Joined:
     """Start the room's live call if there is none, then add the participant.
 
@@ -135,6 +158,9 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
             "call": {**events.call_ref(call), "started_by": user.username}})
     else:
         others = list(call.participants.live().select_related("user").order_by("joined_at", "id"))
+        banned_until = kick_ban_until(call=call, user=user)
+        if banned_until is not None:
+            raise JoinRefused(CloseCode.FORBIDDEN, kick_ban_message(banned_until))
     replaced = peers_to_replace(others=others, user=user)
     others = [p for p in others if p not in replaced]
     if len(others) >= room.max_participants:

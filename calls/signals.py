@@ -3,8 +3,10 @@
 - `call_changed`: someone joined or left a live call, once that is committed. Keyword arguments: `room_id`,
   `call_id`, `user_id` (None for a deleted user), `joined` (True for a join, False for a leave), `ended` (the leave
   ended the call). Sent from the service layer (calls.services), in the thread that wrote it.
-- `my_calls_opened`: the user opened their My calls page. Keyword argument `user`; each receiver returns a list of
-  extra timeline entries, dicts with at least `at` (a datetime) and `template` (the row's template).
+- `my_calls_opened`: the user opened their My calls page. Keyword arguments `user`, and the stretch shown: `since`,
+  `until` (datetimes or None), `person` (a user or None: entries with them), `room` (a slug or ""); each receiver
+  returns a list of extra timeline entries, dicts with at least `at` (a datetime), `template` (the row's template,
+  given the dict as `row`) and `kind`.
 """
 
 from django.dispatch import Signal
@@ -13,9 +15,10 @@ call_changed = Signal()
 my_calls_opened = Signal()
 
 
-def timeline_entries(*, user) -> list[dict]:
+def timeline_entries(*, user, since=None, until=None, person=None, room: str = "") -> list[dict]:
     """The entries the receivers of `my_calls_opened` add to the user's My calls timeline."""
     entries = []
-    for _receiver, response in my_calls_opened.send(sender=None, user=user):
+    for _receiver, response in my_calls_opened.send(sender=None, user=user, since=since, until=until, person=person,
+                                                    room=room):
         entries.extend(response or [])
     return entries

@@ -313,7 +313,7 @@ AXES_SENSITIVE_PARAMETERS = []  # failures are logged with the username and addr
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "accounts.authentication.TokenAuthentication",  # says so when the "Token " prefix is missing
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -433,6 +433,8 @@ PARLEY_QUOTAS = {
     "concurrent_calls": env_int("PARLEY_QUOTA_CONCURRENT_CALLS", 0),
     "call_minutes": env_int("PARLEY_QUOTA_CALL_MINUTES", 0),  # per calendar month (UTC)
 }
+# Someone removed from a call (kicked) may not join the same call again for this long (0: at once).
+PARLEY_KICK_BAN_SECONDS = env_int("PARLEY_KICK_BAN_SECONDS", 300)
 
 # --- Internationalisation, static files ---------------------------------------------------------
 

@@ -38,3 +38,8 @@ urlpatterns = [
     path("people/", include("people.urls")),
     path("", include("calls.urls")),
 ]
+
+# Error pages in the site's layout (templates/404.html, 403.html, 500.html).
+handler404 = "calls.views.page_not_found"
+handler403 = "calls.views.permission_denied"
+handler500 = "calls.views.server_error"

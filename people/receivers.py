@@ -15,10 +15,10 @@ def on_call_changed(*, room_id, call_id, user_id, joined, **_):
 
 
 @receiver(my_calls_opened, dispatch_uid="people.my_calls_opened")
-def on_my_calls_opened(*, user, **_) -> list[dict]:
+def on_my_calls_opened(*, user, since=None, until=None, person=None, room="", **_) -> list[dict]:
     """Opening My calls shows the rings too, and the missed ones count as seen."""
     services.mark_missed_seen(user)
-    return services.history_for(user)
+    return services.history_for(user, since=since, until=until, person=person, room=room)
 
 
 @receiver(signed_out, dispatch_uid="people.signed_out")

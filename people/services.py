@@ -441,11 +441,21 @@ def describe_ring(ring: Ring, user) -> str:
             State.CANCELLED: f"Call to {other}, cancelled", State.MISSED: f"Call to {other}, no answer"}[ring.state]
 
 
-def history_for(user, *, limit: int = 100) -> list[dict]:
-    """The user's rings as entries of the My calls timeline (`at`, `template`, `ring`, `text`, `incoming`)."""
-    return [{"at": ring.created_at, "template": "people/history_ring.html", "ring": ring,
+def history_for(user, *, since=None, until=None, person=None, room: str = "", limit: int = 200) -> list[dict]:
+    """The user's rings as entries of the My calls timeline (`at`, `template`, `ring`, `text`, `incoming`), within
+    [since, until), with `person` (the other party) and in `room` when given."""
+    rings = rings_with_people().of_user(user)
+    if since is not None:
+        rings = rings.filter(created_at__gte=since)
+    if until is not None:
+        rings = rings.filter(created_at__lt=until)
+    if person is not None:
+        rings = rings.filter(Q(caller=person) | Q(callee=person))
+    if room:
+        rings = rings.filter(room__slug=room)
+    return [{"kind": "ring", "at": ring.created_at, "template": "people/history_ring.html", "ring": ring,
              "text": describe_ring(ring, user), "incoming": ring.callee_id == user.pk}
-            for ring in rings_with_people().of_user(user)[:limit]]
+            for ring in rings[:limit]]
 
 
 def unseen_missed_count(user) -> int:

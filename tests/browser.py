@@ -42,6 +42,46 @@ TIMEOUT_MS = 15_000  # the longest any single wait in a browser test may take
 # --- Helpers for call pages -------------------------------------------------------------------------
 
 
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+async def within_viewport(page, *selectors: str) -> None:
+    """Each selector's first element is visible and wholly inside the viewport (no scrolling needed)."""
+    size = page.viewport_size
+    for selector in selectors:
+        box = await page.locator(selector).first.bounding_box()
+        assert box is not None, f"{selector} is not shown"
+        assert box["x"] >= -0.5 and box["y"] >= -0.5, f"{selector} starts off screen: {box}"
+        assert box["x"] + box["width"] <= size["width"] + 0.5, f"{selector} overflows to the right: {box} {size}"
+        assert box["y"] + box["height"] <= size["height"] + 0.5, f"{selector} is below the fold: {box} {size}"
+
+
+# Screenshots that docs/ keeps (the README shows call-page.png): PARLEY_DOCS_SCREENSHOTS=1 copies them there.
+DOCS_SCREENSHOTS = {"call-of-2-desktop": "call-page.png", "prejoin-desktop": "prejoin.png",
+                    "shared-screen-pinned-desktop": "shared-screen.png", "call-of-4-phone": "call-page-phone.png"}
+
+
+async def screenshot(page, name: str) -> Path:
+    """A screenshot of the viewport, kept in test-artifacts/ (the README's and docs' images come from there)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path))
+    if os.environ.get("PARLEY_DOCS_SCREENSHOTS") and name in DOCS_SCREENSHOTS:
+        await page.screenshot(path=str(ARTIFACTS.parent / "docs" / DOCS_SCREENSHOTS[name]))
+    return path
+
+
+async def at_both_sizes(page, name: str, *selectors: str) -> None:
+    """At 1280x800 and at 390x844: the selectors within the viewport, and a screenshot of each."""
+    for label, size in (("desktop", DESKTOP), ("phone", PHONE)):
+        await page.set_viewport_size(size)
+        await page.wait_for_timeout(150)  # the layout follows the resize
+        await screenshot(page, f"{name}-{label}")
+        await within_viewport(page, *selectors)
+    await page.set_viewport_size(DESKTOP)
+
+
 async def join_call(page, *, audio: bool = True, video: bool = True):
     await page.wait_for_selector("#call[data-ready=true]")
     if not audio:
@@ -209,10 +249,10 @@ class Browsers:
         self.pages = []  # (label, page)
         self.console = []
 
-    async def new_page(self, label: str, *, viewport=None):
+    async def new_page(self, label: str, *, viewport=None, **context_options):
         context = await self.browser.new_context(
             base_url=self.server.url, viewport=viewport or {"width": 1100, "height": 800},
-            permissions=["camera", "microphone"],
+            permissions=["camera", "microphone"], **context_options,
         )
         context.set_default_timeout(TIMEOUT_MS)
         self.contexts.append(context)
@@ -223,10 +263,10 @@ class Browsers:
         return page
 
     async def logged_in(self, user, password: str, next_path: str = "/", *, lands_on: str | None = None,
-                        viewport=None):
+                        viewport=None, **context_options):
         """A page of `user`, logged in through the real login form, showing next_path (or `lands_on`, the path
         that next_path redirects to, such as the room an invite link leads to)."""
-        page = await self.new_page(user.username, viewport=viewport)
+        page = await self.new_page(user.username, viewport=viewport, **context_options)
         await page.goto(f"/accounts/login/?next={next_path}")
         await page.fill("#id_username", user.username)
         await page.fill("#id_password", password)

@@ -100,3 +100,13 @@ def test_csv_export_lists_each_participant_of_the_selected_calls(operator, publi
     assert [(r["call_id"], r["room"], r["username"]) for r in rows] == [
         (str(chosen.pk), "town-hall", "alice"), (str(chosen.pk), "town-hall", "bob")]
     assert rows[0]["duration_seconds"] == "720" and rows[0]["leave_reason"] == "left"
+
+
+def test_the_call_list_fits_1280_px_with_the_rest_in_the_detail():
+    from django.contrib import admin as django_admin
+
+    from calls.models import Call
+
+    call_admin = django_admin.site._registry[Call]
+    assert call_admin.list_display == ("room_name", "started_at", "duration_shown", "participant_count", "is_live")
+    assert {"room", "ended_at", "started_by"} <= set(call_admin.fields)  # shown on the call's own page

@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from calls.models import Call, CallParticipant
-from tests.browser import join_call, tile, wait_connected, wait_video_playing
+from tests.browser import join_call, tile, wait_connected, wait_video_playing, within_viewport
 from tests.helpers import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session"), pytest.mark.django_db(transaction=True)]
@@ -129,11 +129,10 @@ async def test_the_call_page_works_at_phone_width(browsers, alice, bob, password
     await wait_connected(alice_page, bob_peer)
     await wait_video_playing(bob_page, alice_peer)
     assert await alice_page.evaluate("document.documentElement.scrollWidth") <= phone["width"]
-    # Both people side by side, and the controls on screen without scrolling past the chat.
+    # Both tiles and the controls on screen without scrolling, the tiles not overlapping.
     mine, theirs = [await alice_page.locator(tile(peer)).bounding_box() for peer in ("local", bob_peer)]
-    assert mine["y"] == theirs["y"] and mine["x"] + mine["width"] <= theirs["x"]
-    leave = await alice_page.get_by_role("button", name="Leave").bounding_box()
-    assert leave["y"] + leave["height"] <= phone["height"]
+    assert mine["y"] + mine["height"] <= theirs["y"] or mine["x"] + mine["width"] <= theirs["x"]
+    await within_viewport(alice_page, tile("local"), tile(bob_peer), "#leave", "#toggle-mic")
     for name in ("Mute microphone", "Turn camera off", "Share screen", "Devices", "Leave"):
         assert await alice_page.get_by_role("button", name=name).is_visible()
     # Keyboard: tab to the mute button and press it.
@@ -146,11 +145,29 @@ async def test_the_owner_removes_someone_from_the_call(browsers, alice, bob, pas
     alice_page, alice_peer, bob_page, bob_peer = await two_in_a_call(browsers, private_room, alice, bob, password)
     assert await bob_page.locator(f"{tile(alice_peer)} .tile-kick").is_hidden()  # bob is a plain member
 
-    await alice_page.get_by_role("button", name="Remove bob from the call").click()
+    # Remove is in the tile's menu, behind a confirmation.
+    await alice_page.get_by_role("button", name="Options for bob").click()
+    await alice_page.get_by_role("menuitem", name="Remove bob from the call…").click()
+    dialog = alice_page.get_by_role("dialog", name="Remove bob from the call?")
+    assert "cannot join this call again for 5 minutes" in await dialog.text_content()
+    await dialog.get_by_role("button", name="Cancel").click()
+    await alice_page.wait_for_timeout(300)
+    assert await bob_page.get_attribute("#call", "data-state") == "joined"  # cancelled: nothing happened
+    await alice_page.get_by_role("button", name="Options for bob").click()
+    await alice_page.get_by_role("menuitem", name="Remove bob from the call…").click()
+    await dialog.get_by_role("button", name="Remove").click()
 
     await bob_page.wait_for_selector("#call[data-state=ended][data-close-code='4403']")
     alert = bob_page.get_by_role("alert")
     assert await alert.is_visible() and "You were removed from the call" in await alert.text_content()
+    # Told why, and for how long: the ban is read from the call log.
+    await bob_page.wait_for_selector("#call[data-refusal]")
+    assert "You can join it again in 5 min" in await alert.text_content()
+    # "Join again" is refused before the camera starts, saying so; no new participation.
+    await bob_page.get_by_role("button", name="Join again").click()
+    await bob_page.wait_for_timeout(500)
+    assert await bob_page.get_attribute("#call", "data-state") == "ended"
+    assert "You were removed from this call. You can join it again in" in await alert.text_content()
     await alice_page.wait_for_selector(tile(bob_peer), state="detached")
     await alice_page.wait_for_selector('#call-events li[data-type="peer-left"]:has-text("was removed")',
                                        state="attached")

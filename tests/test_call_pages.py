@@ -15,7 +15,8 @@ def test_room_page_carries_the_call_ui_and_its_config(client, bob, private_room)
     body = response.content.decode()
     assert 'id="call"' in body and "js/call.js" in body
     config = json.loads(re.search(r'id="call-config"[^>]*>(.*?)</script>', body, re.S).group(1))
-    assert config == {"slug": private_room.slug, "can_moderate": False}
+    assert config == {"slug": private_room.slug, "can_moderate": False, "max_participants": 8,
+                      "state_url": f"/rooms/{private_room.slug}/call-state/", "kick_ban_seconds": 300}
     assert "Room settings" not in body
 
 

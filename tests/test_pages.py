@@ -60,3 +60,34 @@ def test_a_private_room_is_a_404_for_outsiders(client, mallory, private_room):
 def test_room_page_needs_a_log_in(client, public_room):
     response = client.get(reverse("room", args=[public_room.slug]))
     assert response.status_code == 302 and response.url.startswith(reverse("login"))
+
+
+def test_home_shows_who_is_live_now_with_live_markers(client, bob, carol, public_room, private_room):
+    from tests.helpers import in_call
+
+    in_call(public_room, carol)
+    client.force_login(bob)
+    response = client.get("/")
+    assert [room.slug for room in response.context["live_rooms"]] == [public_room.slug]
+    body = response.content.decode()
+    assert f'data-live-room="{public_room.slug}" data-live="true"' in body
+    assert "carol in the call" in body
+    assert f'data-live-room="{private_room.slug}" data-live="false"' in body
+
+
+def test_public_rooms_are_paginated_and_searchable_with_a_bounded_page(client, mallory, alice,
+                                                                     django_assert_max_num_queries):
+    from calls.models import Room, RoomMembership
+
+    rooms = Room.objects.bulk_create(
+        Room(slug=f"public-{n:04d}", name=f"Public {n:04d}", owner=alice, visibility="public") for n in range(300))
+    RoomMembership.objects.bulk_create(RoomMembership(room=room, user=alice, role="owner") for room in rooms)
+    client.force_login(mallory)
+    with django_assert_max_num_queries(20):
+        response = client.get("/")
+    assert len(response.context["public_rooms"]) == 20
+    assert response.context["public_page"].paginator.count == 300
+    assert len(response.content) < 60_000
+    found = client.get("/?q=public 0123")
+    assert [room.slug for room in found.context["public_rooms"]] == ["public-0123"]
+    assert [r.slug for r in client.get("/?page=15").context["public_rooms"]][0] == "public-0280"

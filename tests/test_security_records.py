@@ -86,7 +86,7 @@ def test_alices_history_still_shows_bob_after_his_account_is_gone(client, public
     bob.delete()
     client.force_login(alice)
     response = client.get(reverse("call-history"))
-    assert response.context["rows"][0]["people"] == ["Alice A.", "bob"]
+    assert response.context["entries"][0].people == ["Alice A.", "bob"]
     api = APIClient()
     api.force_authenticate(alice)
     body = api.get(f"/api/calls/{call.pk}/").json()

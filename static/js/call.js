@@ -11,24 +11,15 @@ import { Controls } from "./controls.js";
 import { $, nameOf } from "./dom.js";
 import { LocalMedia } from "./media.js";
 import { Peer } from "./peer.js";
+import { PreJoin, useChosenDevices } from "./prejoin.js";
+import { QualityMonitor } from "./quality.js";
 import { Participation } from "./resume.js";
 import { Signaling } from "./signaling.js";
-import { StatusView } from "./status.js";
+import { LEAVE_REASONS, StatusView, inCallText } from "./status.js";
 import { Tiles } from "./tiles.js";
 
-const REASONS = {
-  left: "left",
-  disconnected: "lost their connection",
-  kicked: "was removed",
-  "timed-out": "timed out",
-  "server-shutdown": "was disconnected (server restart)",
-  "room-closed": "left (the room was deleted)",
-  "room-locked": "left (the room was locked)",
-};
-const LOST_CONNECTION = new Set(["disconnected", "failed", "closed"]);
-
 class CallPage {
-  constructor(config, root) {
+  constructor(config, root, initialState) {
     this.config = config;
     this.root = root;
     this.media = new LocalMedia();
@@ -41,57 +32,52 @@ class CallPage {
     this.view = new StatusView(root);
     this.departed = new Map(); // peer id -> name, of peers dropped at a resume before their peer-left came
     this.reconnects = 0;
-    this.peersLost = false;
 
     this.tiles = new Tiles({ canModerate: config.can_moderate, onKick: (peer) => this.kick(peer) });
     this.controls = new Controls({
       media: this.media, tiles: this.tiles, eachPeer: (action) => this.eachPeer(action),
       onChange: () => this.sendMediaState(), alert: (message) => this.view.alert(message),
+      inCall: () => ["joined", "reconnecting", "connecting"].includes(this.view.state),
     });
     this.chat = new Chat(() => this.peers.values(), (entry) => this.me.addChat(entry));
-
-    $("#prejoin").addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.join({ audio: $("#join-audio").checked, video: $("#join-video").checked });
+    this.quality = new QualityMonitor(() => this.peers.values(), (peer, quality, detail) => {
+      this.tiles.setQuality(peer, quality, detail);
+      this.updateStatus();
     });
-    $("#rejoin").addEventListener("click", () => this.join(this.joinOptions));
+    this.prejoin = new PreJoin({ stateUrl: config.state_url, initial: initialState,
+                                 onJoin: (options) => this.join(options) });
+    root.addEventListener("network", ({ detail }) => {
+      this.updateStatus();
+      // Back online: try the server at once rather than after the current backoff.
+      if (!detail.offline && this.signaling && this.view.state === "reconnecting") this.signaling.retryNow?.();
+    });
+
+    $("#rejoin").addEventListener("click", () => this.rejoin());
     $("#leave").addEventListener("click", () => this.leave());
     // A reload or a closed tab is not a leave: no `leave` frame, and the stored participation stays for a resume.
     window.addEventListener("pagehide", () => { if (this.signaling) this.signaling.stop(); });
 
     const options = this.me.restore();
     if (options) this.resume(options);
-    else if (new URLSearchParams(location.search).get("join") === "1") this.joinAnswered();
+    else this.prejoin.open();
   }
 
-  /** Opened by answering a ring (ringing.js): join at once, then drop ?join=1 so that a reload does not rejoin. */
-  joinAnswered() {
-    history.replaceState(null, "", location.pathname);
-    this.join(this.joinOptions);
+  /** "Join again": the room's state is checked first, so a full room or a removal is told without a camera. */
+  async rejoin() {
+    this.view.alert("");
+    const blocked = await this.prejoin.blocker();
+    if (blocked) this.view.alert(blocked);
+    else this.join(this.joinOptions);
   }
 
   get peerId() { return this.me.peerId; }
 
   // --- The status line ----------------------------------------------------------------------------
 
-  /** The status line while in the call: an event's text, unless nobody can be heard from at the moment. */
-  updateStatus(text) {
-    if (this.view.state !== "joined") return;
-    const peers = [...this.peers.values()];
-    const lost = peers.length > 0
-      && peers.every((peer) => peer.presence === "reconnecting" || LOST_CONNECTION.has(peer.connectionState));
-    const recovered = this.peersLost && !lost;
-    this.peersLost = lost;
-    this.root.dataset.peersLost = String(lost);
-    if (lost) this.view.say("Connection lost, waiting for others…");
-    else if (text || recovered) this.view.say(text || this.inCallText());
-  }
+  /** The status line (status.js says what is true: offline, nobody reachable, every connection unstable). */
+  updateStatus(text) { this.view.tell([...this.peers.values()], text); }
 
-  inCallText() {
-    const others = this.peers.size;
-    return others ? `In the call with ${others} other ${others === 1 ? "person" : "people"}.`
-                  : "You are the first one here. Waiting for others…";
-  }
+  inCallText() { return inCallText(this.peers.size); }
 
   // --- Joining and leaving ---------------------------------------------------------------------
 
@@ -101,6 +87,7 @@ class CallPage {
     if (resuming) this.view.setState("reconnecting", "Rejoining the call…");
     else this.view.setState("joining", options.audio || options.video ? "Starting your camera and microphone…" : "Joining…");
     const iceFetch = this.fetchIceServers();
+    await useChosenDevices(this.media, this.tiles);
     const warnings = await this.media.start(options);
     if (options.micEnabled === false) this.media.setMicEnabled(false);
     if (warnings.length) this.view.alert(warnings.join(" "));
@@ -179,8 +166,13 @@ class CallPage {
       this.tiles.stopSpeaking();
       if (code !== 1000) this.view.alert(message);
       this.media.stopAll();
+      this.quality.stop();
+      this.tiles.closeMenu();
       this.view.setState("ended", code === 1000 ? "You left the call." : "You are not in the call.");
       this.view.logEvent("closed", message);
+      // The close code is all the page hears (daphne drops the reason): ask the server what a 4403 means now
+      // (removed, and for how long; the room locked).
+      if (code === 4403) this.explainRefusal(message);
       return;
     }
     // The peer connections and our media stay: the call goes on peer to peer while we reconnect.
@@ -190,6 +182,12 @@ class CallPage {
     const wait = retryIn >= 1000 ? ` Reconnecting in ${Math.round(retryIn / 1000)} s…` : " Reconnecting…";
     this.view.setState("reconnecting", `${message}${wait}`);
     this.view.logEvent("reconnecting", message);
+    this.updateStatus(); // offline says so, rather than a bare "reconnecting"
+  }
+
+  async explainRefusal(message) {
+    const why = await this.prejoin.whyRefused(message);
+    if (why) { this.root.dataset.refusal = why.refusal; this.view.alert(why.text); }
   }
 
   leave() {
@@ -243,9 +241,15 @@ class CallPage {
     }
     this.sendMediaState();
     this.view.setState("joined");
-    this.peersLost = false;
+    this.view.peersLost = false;
     this.updateStatus(this.inCallText());
     this.tiles.startSpeaking(() => this.peers.values());
+    this.quality.start();
+    if (!this.chatOpened) {
+      this.chatOpened = true;
+      if (window.innerWidth >= 900) this.controls.toggleChat(true);
+      $("#chat-input").blur();
+    }
   }
 
   /** The same participation again. `listed` are the peers now; the replay brings what happened meanwhile. */
@@ -296,7 +300,7 @@ class CallPage {
     const who = peer ? nameOf(peer.user) : this.departed.get(peerId) || "Someone";
     this.departed.delete(peerId);
     this.removePeer(peerId);
-    const text = `${who} ${REASONS[reason] || "left"}.`;
+    const text = `${who} ${LEAVE_REASONS[reason] || "left"}.`;
     this.view.logEvent("peer-left", text);
     this.updateStatus(text);
   }
@@ -345,7 +349,10 @@ class CallPage {
     peer.addEventListener("ice-restart", ({ detail }) => this.view.logEvent("ice-restart", `Reconnecting media with ${nameOf(peer.user)} (${detail.why}).`));
     peer.addEventListener("rebuilt", ({ detail }) => this.view.logEvent("rebuilt", `New connection to ${nameOf(peer.user)} (${detail.why}).`));
     peer.addEventListener("glare", ({ detail }) => this.view.logEvent("glare", `Negotiation glare with ${nameOf(peer.user)}: ${detail.yielded ? "yielded" : "kept our offer"}.`));
-    peer.addEventListener("chat", ({ detail }) => this.chat.show(nameOf(peer.user), detail.text, peer.peerId));
+    peer.addEventListener("chat", ({ detail }) => {
+      this.chat.show(nameOf(peer.user), detail.text, peer.peerId);
+      this.controls.noteUnread();
+    });
     return peer;
   }
 
@@ -403,8 +410,10 @@ class CallPage {
 }
 
 const configElement = document.getElementById("call-config");
+const stateElement = document.getElementById("call-state");
 const root = document.getElementById("call");
 if (configElement && root) {
-  window.parley = new CallPage(JSON.parse(configElement.textContent), root);
+  const initialState = stateElement ? JSON.parse(stateElement.textContent) : null;
+  window.parley = new CallPage(JSON.parse(configElement.textContent), root, initialState);
   root.dataset.ready = "true";
 }

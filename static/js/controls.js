@@ -1,7 +1,11 @@
-// The call controls: microphone, camera, screen sharing and the devices panel (microphone, camera, speaker).
-// What we send changes by replacing tracks on every peer's senders: no renegotiation.
+// The call controls: the fixed bar (microphone, camera, screen sharing, devices, chat, shortcuts help, leave) and
+// the keyboard shortcuts. What we send changes by replacing tracks on every peer's senders: no renegotiation.
 import { $ } from "./dom.js";
 import { explainMediaError } from "./media.js";
+import { rememberDevice } from "./prejoin.js";
+
+/** Whether this browser can share a screen at all (phones cannot): the button is hidden where it cannot. */
+export const CAN_SHARE_SCREEN = Boolean(navigator.mediaDevices && navigator.mediaDevices.getDisplayMedia);
 
 export class Controls {
   /**
@@ -12,7 +16,8 @@ export class Controls {
    * @param {() => void} options.onChange  what we send changed: tell the others
    * @param {(message: string) => void} options.alert
    */
-  constructor({ media, tiles, eachPeer, onChange, alert }) {
+  constructor({ media, tiles, eachPeer, onChange, alert, inCall }) {
+    this.inCall = inCall || (() => true);
     this.media = media;
     this.tiles = tiles;
     this.eachPeer = eachPeer;
@@ -23,6 +28,15 @@ export class Controls {
     $("#toggle-camera").addEventListener("click", () => this.toggleCamera());
     $("#toggle-screen").addEventListener("click", () => this.toggleScreen());
     $("#toggle-devices").addEventListener("click", () => this.toggleDevices());
+    $("#toggle-chat").addEventListener("click", () => this.toggleChat());
+    $("#close-chat").addEventListener("click", () => this.toggleChat(false));
+    $("#show-shortcuts").addEventListener("click", () => this.showShortcuts());
+    $("#toggle-screen").hidden = !CAN_SHARE_SCREEN;
+    document.addEventListener("keydown", (event) => this.onKey(event));
+    // The chat is a side panel on wide screens and covers the call on narrow ones: going narrow closes it.
+    window.matchMedia("(max-width: 800px)").addEventListener("change", (event) => {
+      if (event.matches && !$("#side-panel").hidden) this.toggleChat(false);
+    });
     $("#select-mic").addEventListener("change", (event) => this.switchDevice("audio", event.target.value));
     $("#select-camera").addEventListener("change", (event) => this.switchDevice("video", event.target.value));
     $("#select-speaker").addEventListener("change", (event) => this.switchSpeaker(event.target.value));
@@ -90,6 +104,49 @@ export class Controls {
     this.onChange();
   }
 
+  /** Keyboard shortcuts (documented in the ? overlay), only in the call and never while typing. */
+  onKey(event) {
+    if (!this.inCall() || event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    const target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
+    if (document.querySelector("dialog[open]")) return;
+    const actions = {
+      m: () => this.toggleMic(), v: () => this.toggleCamera(), s: () => CAN_SHARE_SCREEN && this.toggleScreen(),
+      c: () => this.toggleChat(), d: () => this.toggleDevices(), f: () => this.tiles.fullscreen(),
+      "?": () => this.showShortcuts(),
+    };
+    const action = actions[event.key.length === 1 ? event.key.toLowerCase() : event.key];
+    if (!action) return;
+    event.preventDefault();
+    action();
+  }
+
+  showShortcuts() {
+    const dialog = $("#shortcuts");
+    if (!dialog.open) dialog.showModal();
+  }
+
+  toggleChat(open) {
+    const panel = $("#side-panel");
+    panel.hidden = open === undefined ? !panel.hidden : !open;
+    $("#toggle-chat").setAttribute("aria-expanded", String(!panel.hidden));
+    $("#call").dataset.chat = String(!panel.hidden);
+    if (!panel.hidden) {
+      $("#chat-unread").hidden = true;
+      $("#chat-unread").textContent = "";
+      $("#chat-input").focus();
+    }
+    this.tiles.layout();
+  }
+
+  /** A message arrived: counted on the Chat button while the panel is closed. */
+  noteUnread() {
+    if (!$("#side-panel").hidden) return;
+    const badge = $("#chat-unread");
+    badge.textContent = String((Number(badge.textContent) || 0) + 1);
+    badge.hidden = false;
+  }
+
   toggleDevices() {
     const panel = $("#devices");
     panel.hidden = !panel.hidden;
@@ -118,6 +175,7 @@ export class Controls {
   async switchDevice(kind, deviceId) {
     try {
       const track = await this.media.setDevice(kind, deviceId);
+      rememberDevice(kind, deviceId);
       if (kind === "audio" || !this.media.screen) await this.eachPeer((peer) => peer.replaceTrack(kind, track));
     } catch (error) {
       this.alert(explainMediaError(error, kind === "audio" ? "microphone" : "camera"));
@@ -126,6 +184,7 @@ export class Controls {
   }
 
   switchSpeaker(deviceId) {
+    rememberDevice("speaker", deviceId);
     return this.tiles.setSpeaker(deviceId, (error) => this.alert(error.message));
   }
 }

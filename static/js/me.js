@@ -68,9 +68,12 @@ export const me = new MeSocket();
 me.on("room-live", (frame) => {
   const names = frame.participants.map((user) => user.display_name || user.username);
   for (const element of document.querySelectorAll(`[data-live-room="${CSS.escape(frame.room.slug)}"]`)) {
+    element.dataset.live = String(names.length > 0); // shows its Live badge (call.css)
     element.dataset.liveCount = String(names.length);
-    element.textContent = names.length ? `In the call: ${names.join(", ")}` : "";
-    element.hidden = names.length === 0;
+    const people = element.querySelector("[data-live-participants]");
+    if (!people) continue;
+    const format = people.dataset.format || "{names} in the call"; // as the server renders it there
+    people.textContent = names.length ? format.replace("{names}", names.join(", ")) : (people.dataset.empty || "");
   }
 });
 

@@ -105,6 +105,26 @@ function memberRow(member) {
   return item;
 }
 
+// Completing the username: people matching what was typed (usernames and display names, any case), from the API.
+let suggestTimer = null;
+let suggestSeq = 0;
+$("#member-username").addEventListener("input", () => {
+  clearTimeout(suggestTimer);
+  const query = $("#member-username").value.trim();
+  suggestTimer = setTimeout(async () => {
+    const seq = ++suggestSeq;
+    const people = query.length < 2 ? [] : await api(`${base}/member-candidates/?q=${encodeURIComponent(query)}`).catch(() => []);
+    if (seq !== suggestSeq) return; // a newer search is on its way
+    $("#member-suggestions").replaceChildren(...people.map((person) => {
+      const option = document.createElement("option");
+      option.value = person.username;
+      option.label = person.display_name ? `${person.display_name} (@${person.username})` : `@${person.username}`;
+      return option;
+    }));
+    $("#member-form").dataset.suggestions = String(people.length);
+  }, 200);
+});
+
 $("#member-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const username = $("#member-username").value.trim();

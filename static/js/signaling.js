@@ -134,6 +134,14 @@ export class Signaling extends EventTarget {
     this.timers.retry = setTimeout(() => this.connect(), delay);
   }
 
+  /** The network is back: skip the rest of the backoff wait (a no-op unless a retry is pending). */
+  retryNow() {
+    if (this.stopped || this.socket || !this.timers.retry) return;
+    clearTimeout(this.timers.retry);
+    this.timers.retry = null;
+    this.connect();
+  }
+
   /** Send a frame now, or keep it for after the next resume when the socket is down. */
   send(frame) {
     if (this.up) return this.transmit(frame);
