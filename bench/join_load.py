@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Join and reconnect-storm loads for Parley (issue 11).
 
-joins: N sockets (N/2 rooms `bench-<i>` of 2 peers, tickets minted beforehand) connect as fast as the loader
-  allows, at most --concurrency handshakes in flight; each counts as joined when its `welcome` arrives. Reports
-  joins/s, the time until all joined, p50/p99 join time, and then checks PostgreSQL: the live CallParticipant
-  rows of the bench rooms must be N.
+joins: N sockets (N/2 rooms `bench-<i>` of 2 peers, each ticket minted just before its handshake) connect as
+  fast as the loader allows, at most --concurrency handshakes in flight; each counts as joined when its
+  `welcome` arrives. Reports joins/s, the time until all joined, p50/p99 join time, and then checks PostgreSQL:
+  the live CallParticipant rows of the bench rooms must be N.
 
 storm: the loader starts the server itself (--server-cmd), joins N peers, sends the server SIGTERM, starts it
   again on the same port, and every peer resumes with its `resume_token` and `last_seq` (docs/signaling.md) and
@@ -186,16 +186,20 @@ async def rows_settle(count: int, expected: int, timeout: float) -> int:
         await asyncio.sleep(0.25)
 
 
-async def join_everyone(sockets: Sequence[Socket], paths: Sequence[str], args: argparse.Namespace,
+async def join_everyone(sockets: Sequence[Socket], args: argparse.Namespace,
                         failures: Counter[str]) -> tuple[list[float], float]:
-    """Connect all, --concurrency at a time; returns (join times in ms of those that joined, last welcome)."""
+    """Connect all, --concurrency at a time; returns (join times in ms of those that joined, last welcome).
+
+    Each socket's ticket is minted just before its handshake starts, outside the time measured (signing only:
+    tens of microseconds): minted all at once, tickets would expire (60 s) before a slow run got to them."""
     gate = asyncio.Semaphore(args.concurrency)
     join_ms: list[float] = []
     last = 0.0
 
-    async def one(sock: Socket, path: str) -> None:
+    async def one(sock: Socket) -> None:
         nonlocal last
         async with gate:
+            path = sock.person.path()
             started = time.monotonic()
             try:
                 await sock.join(path, args.join_timeout)
@@ -206,7 +210,7 @@ async def join_everyone(sockets: Sequence[Socket], paths: Sequence[str], args: a
             join_ms.append((now - started) * 1000)
             last = max(last, now)
 
-    await asyncio.gather(*(one(sock, path) for sock, path in zip(sockets, paths, strict=True)))
+    await asyncio.gather(*(one(sock) for sock in sockets))
     return join_ms, last
 
 
@@ -231,7 +235,6 @@ def join_summary(join_ms: list[float], started: float, last: float) -> dict[str,
 async def run_joins(args: argparse.Namespace, cast: list[Person]) -> dict[str, Any]:
     url = args.url.rstrip("/")
     sockets = [Socket(person, url) for person in cast]
-    paths = [person.path() for person in cast]  # minted beforehand, as the bench does
     samplers = [ProcessSampler(pid) for pid in args.server_pid]
     stop = asyncio.Event()
     sampling = [asyncio.create_task(sampler.run(stop)) for sampler in samplers]
@@ -240,7 +243,7 @@ async def run_joins(args: argparse.Namespace, cast: list[Person]) -> dict[str, A
         for sampler in samplers:
             sampler.mark()
         started = time.monotonic()
-        join_ms, last = await join_everyone(sockets, paths, args, failures)
+        join_ms, last = await join_everyone(sockets, args, failures)
         for sampler in samplers:
             sampler.mark()
         rows = await rows_settle(len(cast), len(join_ms), args.settle)
@@ -354,7 +357,7 @@ async def run_storm(args: argparse.Namespace, cast: list[Person]) -> dict[str, A
     close_codes: Counter[str] = Counter()
     try:
         started = time.monotonic()
-        join_ms, last = await join_everyone(sockets, [p.path() for p in cast], args, failures)
+        join_ms, last = await join_everyone(sockets, args, failures)
         before = join_summary(join_ms, started, last)
         rows_before = await rows_settle(len(cast), len(join_ms), args.settle)
         joined = [sock for sock in sockets if sock.ws is not None and not sock.closed.is_set()]
