@@ -420,7 +420,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("load", choices=("joins", "storm"))
     parser.add_argument("--url", default="ws://127.0.0.1:8000", help="the server's base URL (127.0.0.1)")
     parser.add_argument("--peers", type=int, default=1000, help="sockets, 2 per room")
-    parser.add_argument("--concurrency", type=int, default=1000, help="WebSocket handshakes in flight at most")
+    parser.add_argument("--concurrency", type=int, default=100,
+                        help="WebSocket handshakes in flight at most (daphne drops a handshake not accepted in 5 s)")
     parser.add_argument("--join-timeout", type=float, default=60.0, help="seconds one socket may take to welcome")
     parser.add_argument("--settle", type=float, default=10.0,
                         help="seconds to wait for the database to show every join")

@@ -6,6 +6,7 @@
 #   bash bench/run_parley.sh storm [N]             # N peers in calls (default 4000), the server restarted
 #   SERVER=uvicorn bash bench/run_parley.sh ...    # the optional uvicorn server instead of daphne
 #   PYSPY=1 bash bench/run_parley.sh joins 4000    # also py-spy --idle on the server, to /tmp/parley-bench-pyspy-*
+#   CONCURRENCY=1000 bash bench/run_parley.sh joins  # handshakes in flight (default 100)
 # Needs the project's .venv with bench/requirements.txt installed, and PostgreSQL and Redis answering.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,15 +50,16 @@ stop_servers() { for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true;
 trap stop_servers EXIT
 
 joins() {  # N
-  echo "\$ taskset -c 1 $PY bench/join_load.py joins --url ws://127.0.0.1:8100 --peers $1 --server-pid <server>"
+  echo "\$ taskset -c 1 $PY bench/join_load.py joins --url ws://127.0.0.1:8100 --peers $1" \
+       "--concurrency ${CONCURRENCY:-100} --server-pid <server>"
   local spy=()
   if [[ -n ${PYSPY:-} ]]; then  # sample the server during the joins: what runs and what waits (--idle)
     .venv/bin/py-spy record --idle --threads --rate 200 --format raw -p "${servers[0]}" \
       -o "/tmp/parley-bench-pyspy-${SERVER:-daphne}-$1.txt" >/dev/null 2>&1 & spy=($!)
     sleep 1
   fi
-  taskset -c 1 $PY bench/join_load.py joins --url ws://127.0.0.1:8100 --peers "$1" --server-pid "${servers[0]}" \
-    || true
+  taskset -c 1 $PY bench/join_load.py joins --url ws://127.0.0.1:8100 --peers "$1" \
+    --concurrency "${CONCURRENCY:-100}" --server-pid "${servers[0]}" || true
   if [[ ${#spy[@]} -gt 0 ]]; then kill -INT "${spy[0]}" 2>/dev/null || true; wait "${spy[0]}" 2>/dev/null || true; fi
 }
 
@@ -93,7 +95,7 @@ if [[ $mode == storm ]]; then
   # The loader starts the server, restarts it (SIGTERM, then the same command on the same port) and stops it.
   fresh_database
   echo "\$ taskset -c 1 $PY bench/join_load.py storm --url ws://127.0.0.1:8100 --peers ${count:-4000}" \
-       "--server-cmd \"$(server_command 8100)\""
+       "--concurrency ${CONCURRENCY:-100} --server-cmd \"$(server_command 8100)\""
   taskset -c 1 $PY bench/join_load.py storm --url ws://127.0.0.1:8100 --peers "${count:-4000}" \
-    --server-cmd "$(server_command 8100)" --server-log /tmp/parley-bench-8100.log
+    --concurrency "${CONCURRENCY:-100}" --server-cmd "$(server_command 8100)" --server-log /tmp/parley-bench-8100.log
 fi
