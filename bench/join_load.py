@@ -8,7 +8,8 @@ joins: N sockets (N/2 rooms `bench-<i>` of 2 peers, each ticket minted just befo
 
 storm: the loader starts the server itself (--server-cmd), joins N peers, sends the server SIGTERM, starts it
   again on the same port, and every peer resumes with its `resume_token` and `last_seq` (docs/signaling.md) and
-  the call page's backoff (first retry at once, then 0.5 s, 1 s, 2 s ... 10 s with jitter). Reports the time
+  the call page's backoff (first retry at once, then 0.5 s, 1 s, 2 s ... 10 s with jitter), giving up an
+  attempt not welcomed within 10 s as the page does. Reports the time
   from SIGTERM until every peer is back in its call (`welcome`, resumed or a fresh join), resumed vs rejoined.
 
 Needs the server's environment (DATABASE_URL, REDIS_URL, DJANGO_SECRET_KEY): it mints tickets with Parley's
@@ -44,6 +45,7 @@ from websockets.typing import Origin
 PING_SECONDS = 10.0  # as static/js/signaling.js
 FIRST_BACKOFF_S = 0.5  # static/js/signaling.js: after the first retry, which is immediate
 MAX_BACKOFF_S = 10.0
+WELCOME_S = 10.0  # static/js/signaling.js WELCOME_MS: a connection not welcomed by then is given up
 CLOSE_TIMEOUT = 2.0
 
 
@@ -330,7 +332,7 @@ async def come_back(sock: Socket, args: argparse.Namespace, restart: Restart, de
             await asyncio.sleep(backoff(retry))
             path = sock.person.path(resume=sock.resume_token, last_seq=sock.last_seq)
             try:
-                welcome = await sock.join(path, min(args.join_timeout, max(0.1, deadline - time.monotonic())))
+                welcome = await sock.join(path, min(WELCOME_S, max(0.1, deadline - time.monotonic())))
             except Exception as error:  # noqa: BLE001 - counted by reason; loader bugs re-raise
                 failures[failure_reason(error)] += 1
                 continue
