@@ -128,7 +128,7 @@ async def test_the_sweep_ends_a_ring_whose_timer_is_gone(me, alice, bob, room, s
     settings.PARLEY_RING_SECONDS = 1
     alice_tab = await me(alice)
     await database_sync_to_async(services.start_ring)(caller=alice, callee_username="bob")
-    assert (await alice_tab.next("ring-ended", timeout=4))["ring"]["state"] == "missed"
+    assert (await alice_tab.next("ring-ended", timeout=10))["ring"]["state"] == "missed"
 
 
 async def test_a_call_makes_its_people_in_call_and_its_room_live(me, peers, alice, bob, room):
