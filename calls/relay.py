@@ -14,12 +14,11 @@ import logging
 import sys
 from typing import Any, NamedTuple, Protocol
 
-from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from calls import protocol
+from calls import protocol, sync_sender
 
 logger = logging.getLogger(__name__)
 
@@ -291,8 +290,11 @@ def send_items(node: str, items: list[Item]) -> None:
     committed already, and the peers it concerns are reaped if they cannot be told."""
     if not node:
         return
+    async def send(layer):
+        await layer.send(node, {"type": BATCH, "items": items})
+
     try:
-        async_to_sync(get_channel_layer().send)(node, {"type": BATCH, "items": items})
+        sync_sender.sender.run(send)
     except ChannelFull:
         logger.warning("relay channel %s is full: %d control items not sent", node, len(items))
     except Exception:
