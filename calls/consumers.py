@@ -13,7 +13,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from calls import continuity, liveness, protocol, services, tickets
+from calls import continuity, liveness, protocol, quality, services, tickets
 from calls.ice import ice_servers_for
 from calls.outgoing import QueuedSender
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
@@ -179,6 +179,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
                                seconds=limits["RESUME_SECONDS"])
         self.room_slug = self.scope["url_route"]["kwargs"]["slug"]
         self.unacked: Unacknowledged | None = None  # from the client's first acknowledgement on
+        self.stats_heard: dict[str, float] = {}  # remote peer id -> when its last stats frame was taken
 
         if not self.scope.get("origin_allowed", True):
             await self.refuse(CloseCode.FORBIDDEN, "origin not allowed")
@@ -369,6 +370,12 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
                 await self.send_to_peer(Item.frame(peer_id, text))
         elif type(message) is protocol.Leave:
             await self.end(CloseCode.NORMAL, Reason.LEFT, "left")
+        elif type(message) is protocol.Stats:  # folded into the pair's quality row, never relayed
+            now = self.loop.time()
+            if now - self.stats_heard.get(message.peer, -1e9) < settings.PARLEY_QUALITY["STATS_MIN_SECONDS"]:
+                raise ProtocolError(ErrorCode.RATE_LIMITED, "One stats frame per peer every 10 seconds.")
+            self.stats_heard[message.peer] = now
+            await in_db_thread(quality.fold)(peer_id=self.peer_id, stats=message)
 
     async def look_up_peer(self, peer_id: str) -> str:
         """A peer we were never told of (its join was announced while the channel layer was down): ask the

@@ -409,6 +409,19 @@ PARLEY_SIGNALING = {
     "REAP_EVERY": env_int("PARLEY_REAP_EVERY", 3),
     "SHUTDOWN_SECONDS": env_float("PARLEY_SHUTDOWN_SECONDS", 30.0),
 }
+# Call quality (calls/quality.py, docs/operations.md "Call quality"): a participation's pair of peers is poor
+# when its mean MOS is under PARLEY_POOR_MOS, or its loss, mean RTT or mean jitter is over these, or its video
+# froze longer than this share of its time. A pair's reports closer together than PARLEY_STATS_MIN_SECONDS are
+# refused (rate-limited): the page sends one every 10 s.
+PARLEY_QUALITY = {
+    "POOR_MOS": env_float("PARLEY_POOR_MOS", 3.5),
+    "POOR_LOSS_PERCENT": env_float("PARLEY_POOR_LOSS_PERCENT", 3.0),
+    "POOR_RTT_MS": env_float("PARLEY_POOR_RTT_MS", 400.0),
+    "POOR_JITTER_MS": env_float("PARLEY_POOR_JITTER_MS", 30.0),
+    "POOR_FREEZE_PERCENT": env_float("PARLEY_POOR_FREEZE_PERCENT", 5.0),
+    "STATS_SECONDS": 10,
+    "STATS_MIN_SECONDS": env_float("PARLEY_STATS_MIN_SECONDS", 5.0),
+}
 # daphne's runserver (make run) reads its limit from here.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = PARLEY_SIGNALING["WS_MAX_BYTES"]
 
