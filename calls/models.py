@@ -323,8 +323,9 @@ class CallQuality(models.Model):
     mos_samples = models.PositiveIntegerField(default=0)
     mos_sum = models.FloatField(default=0)
     mos_min = models.FloatField(null=True, blank=True)
-    bitrate_samples = models.PositiveIntegerField(default=0)
+    bitrate_in_samples = models.PositiveIntegerField(default=0)
     bitrate_in_sum_kbps = models.FloatField(default=0)
+    bitrate_out_samples = models.PositiveIntegerField(default=0)
     bitrate_out_sum_kbps = models.FloatField(default=0)
     # Totals of packets and freezes, from the differences between consecutive cumulative reports (a counter that
     # went down belongs to a new RTCPeerConnection: it counts from zero), and the last reported counters.
@@ -347,7 +348,8 @@ class CallQuality(models.Model):
             models.CheckConstraint(condition=Q(last_at__gte=F("first_at")), name="calls_callquality_last_after_first"),
             models.CheckConstraint(
                 condition=Q(rtt_samples__lte=F("samples")) & Q(jitter_samples__lte=F("samples"))
-                & Q(mos_samples__lte=F("samples")) & Q(bitrate_samples__lte=F("samples")),
+                & Q(mos_samples__lte=F("samples")) & Q(bitrate_in_samples__lte=F("samples"))
+                & Q(bitrate_out_samples__lte=F("samples")),
                 name="calls_callquality_partial_samples",
             ),
             models.CheckConstraint(
@@ -383,11 +385,11 @@ class CallQuality(models.Model):
 
     @property
     def bitrate_in_mean_kbps(self) -> float | None:
-        return self._mean(self.bitrate_in_sum_kbps, self.bitrate_samples)
+        return self._mean(self.bitrate_in_sum_kbps, self.bitrate_in_samples)
 
     @property
     def bitrate_out_mean_kbps(self) -> float | None:
-        return self._mean(self.bitrate_out_sum_kbps, self.bitrate_samples)
+        return self._mean(self.bitrate_out_sum_kbps, self.bitrate_out_samples)
 
     @property
     def loss_percent(self) -> float | None:

@@ -91,10 +91,12 @@ def add_report(row: CallQuality, stats: Stats, *, now: datetime) -> None:
         row.jitter_samples += 1
         row.jitter_sum_ms += stats.jitter_ms
         row.jitter_max_ms = max(row.jitter_max_ms or 0, stats.jitter_ms)
-    if stats.bitrate_in_kbps is not None or stats.bitrate_out_kbps is not None:
-        row.bitrate_samples += 1
-        row.bitrate_in_sum_kbps += stats.bitrate_in_kbps or 0
-        row.bitrate_out_sum_kbps += stats.bitrate_out_kbps or 0
+    if stats.bitrate_in_kbps is not None:
+        row.bitrate_in_samples += 1
+        row.bitrate_in_sum_kbps += stats.bitrate_in_kbps
+    if stats.bitrate_out_kbps is not None:
+        row.bitrate_out_samples += 1
+        row.bitrate_out_sum_kbps += stats.bitrate_out_kbps
     received = delta.get("audio_packets_received", 0) + delta.get("video_packets_received", 0)
     lost = delta.get("audio_packets_lost", 0) + delta.get("video_packets_lost", 0)
     row.packets_received += int(received)

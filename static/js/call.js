@@ -13,6 +13,7 @@ import { LocalMedia } from "./media.js";
 import { Peer } from "./peer.js";
 import { Participation } from "./resume.js";
 import { Signaling } from "./signaling.js";
+import { QualityReporter } from "./stats.js";
 import { StatusView } from "./status.js";
 import { Tiles } from "./tiles.js";
 
@@ -49,6 +50,9 @@ class CallPage {
       onChange: () => this.sendMediaState(), alert: (message) => this.view.alert(message),
     });
     this.chat = new Chat(() => this.peers.values(), (entry) => this.me.addChat(entry));
+    // Call-quality telemetry: a `stats` frame per remote peer every 10 s (stats.js).
+    this.quality = new QualityReporter((frame) => this.signaling && this.signaling.up && this.signaling.send(frame));
+    this.quality.start();
 
     $("#prejoin").addEventListener("submit", (event) => {
       event.preventDefault();
@@ -338,6 +342,7 @@ class CallPage {
     if (info.state === "reconnecting") peer.presence = "reconnecting";
     this.peers.set(info.peer_id, peer);
     this.tiles.add(peer);
+    this.quality.watch(peer);
     peer.addEventListener("state", () => {
       if (peer.connectionState === "connected") this.view.logEvent("connected", `Connected to ${nameOf(peer.user)}.`);
       this.updateStatus();
@@ -353,6 +358,7 @@ class CallPage {
     const peer = this.peers.get(peerId);
     if (!peer) return;
     this.peers.delete(peerId);
+    this.quality.forget(peerId);
     peer.close();
     this.tiles.remove(peer);
   }
