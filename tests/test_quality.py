@@ -195,3 +195,96 @@ async def test_stats_are_folded_never_relayed_and_rate_limited_per_pair(peers, p
     assert str(row.participant.peer_id) == a.peer_id and str(row.remote_peer_id) == b.peer_id
     assert row.samples == 1 and row.rtt_sum_ms == 30 and row.candidate_type == "host"
     assert await database_sync_to_async(CallParticipant.objects.count)() == 2
+
+
+# --- admin and API ----------------------------------------------------------------------------------
+
+def fold_for(participant, remote: str, **fields) -> None:
+    quality.fold(peer_id=str(participant.peer_id), stats=protocol.Stats(peer=remote, **fields))
+
+
+@pytest.fixture
+def poor_and_good_calls(public_room, private_room, alice, bob, carol):
+    """A call in the public room where bob's view of alice was poor (RTT 600 ms), a good one in the private room,
+    and one with no reports."""
+    from tests.helpers import a_past_call, in_call
+
+    poor = in_call(public_room, alice), in_call(public_room, bob)
+    good = in_call(private_room, carol)
+    unreported = a_past_call(services_room(alice), [alice])
+    fold_for(poor[0], str(poor[1].peer_id), rtt_ms=40, jitter_ms=2, candidate_type="host", protocol="udp",
+             connect_ms=800)
+    fold_for(poor[1], str(poor[0].peer_id), rtt_ms=600, jitter_ms=2, candidate_type="relay", protocol="tcp",
+             connect_ms=2500, freeze_count=2, freeze_seconds=0.3)
+    fold_for(good, PEER, rtt_ms=30, jitter_ms=1, candidate_type="srflx", protocol="udp",
+             audio_packets_received=1000, audio_packets_lost=1)
+    return {"poor": poor[0].call, "good": good.call, "unreported": unreported}
+
+
+def services_room(owner):
+    from calls import services
+
+    return services.create_room(owner=owner, name="Quiet room")
+
+
+@pytest.fixture
+def operator(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.mark.parametrize(("query", "found"), [
+    ("?quality=poor", ["poor"]), ("?quality=good", ["good"]), ("?quality=unknown", ["unreported"]),
+    ("", ["poor", "good", "unreported"]),
+])
+def test_the_call_list_filters_poor_calls(operator, poor_and_good_calls, query, found):
+    from django.urls import reverse
+
+    response = operator.get(reverse("admin:calls_call_changelist") + query)
+    assert response.status_code == 200
+    assert sorted(c.pk for c in response.context["cl"].result_list) == sorted(poor_and_good_calls[k].pk
+                                                                              for k in found)
+
+
+def test_the_call_list_has_a_quality_column(operator, poor_and_good_calls):
+    from django.urls import reverse
+
+    body = operator.get(reverse("admin:calls_call_changelist")).content.decode()
+    worst = quality.mos(rtt_ms=600, jitter_ms=2, loss_percent=0)
+    assert f"poor (worst MOS {worst:.2f})" in body
+    assert f"good (worst MOS {quality.mos(rtt_ms=30, jitter_ms=1, loss_percent=0.1):.2f})" in body
+
+
+def test_the_call_page_shows_each_participants_quality(operator, poor_and_good_calls):
+    from django.urls import reverse
+
+    call = poor_and_good_calls["poor"]
+    body = operator.get(reverse("admin:calls_call_change", args=[call.pk])).content.decode()
+    for text in ("host/udp", "relay/tcp", "600 ms / 600 ms", "2 (0.3 s)", "2.5 s", "0.8 s",
+                 "poor: MOS 2.33, RTT 600 ms", "Time to connect", "Reconnects", "Connection"):
+        assert text in body, text
+
+
+def test_the_participant_page_and_the_quality_list_render(operator, poor_and_good_calls):
+    from django.urls import reverse
+
+    participant = poor_and_good_calls["poor"].participants.first()
+    assert operator.get(reverse("admin:calls_callparticipant_change", args=[participant.pk])).status_code == 200
+    response = operator.get(reverse("admin:calls_callquality_changelist") + "?poor__exact=1")
+    assert [str(r.remote_peer_id) for r in response.context["cl"].result_list] == [
+        str(poor_and_good_calls["poor"].participants.get(user__username="alice").peer_id)]
+
+
+def test_the_call_in_the_api_includes_the_aggregates(poor_and_good_calls, alice):
+    from tests.helpers import api_as
+
+    call = poor_and_good_calls["poor"]
+    body = api_as(alice).get(f"/api/calls/{call.pk}/").json()
+    by_name = {p["user"]["username"]: p for p in body["participants"]}
+    [bobs] = by_name["bob"]["quality"]
+    assert bobs["peer_id"] == str(call.participants.get(user__username="alice").peer_id)
+    assert bobs["samples"] == 1 and bobs["candidate_type"] == "relay" and bobs["protocol"] == "tcp"
+    assert bobs["rtt_mean_ms"] == 600 and bobs["rtt_max_ms"] == 600 and bobs["connect_ms"] == 2500
+    assert bobs["mos_mean"] == pytest.approx(quality.mos(rtt_ms=600, jitter_ms=2, loss_percent=0))
+    assert bobs["poor"] is True and bobs["poor_reasons"] == ["MOS 2.33", "RTT 600 ms"]
+    assert by_name["alice"]["quality"][0]["poor"] is False
