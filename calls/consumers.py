@@ -366,7 +366,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             item = Item.frame(message.to, protocol.encode(message.frame), sender=self.peer_id)
             if not node or not await self.node.deliver(node=node, item=item):
                 await self.keep_or_reroute(item)
-            metrics.RELAYED[message.frame["type"]].inc()
+            metrics.relayed_tally[message.frame["type"]] += 1
             self.relay_count += 1
             if self.relay_count % metrics.RELAY_SAMPLE_EVERY == 0:
                 metrics.RELAY_SECONDS.observe(self.loop.time() - self.last_heard)  # last_heard: when it came
@@ -384,7 +384,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             text = protocol.media_state_frame(peer_id=self.peer_id, state=message)
             for peer_id in list(self.peers):
                 await self.send_to_peer(Item.frame(peer_id, text))
-            metrics.RELAYED["media-state"].inc()
+            metrics.relayed_tally["media-state"] += 1
         elif type(message) is protocol.Leave:
             await self.end(CloseCode.NORMAL, Reason.LEFT, "left")
         elif type(message) is protocol.Stats:  # folded into the pair's quality row, never relayed

@@ -4,13 +4,16 @@ With several server processes, set PROMETHEUS_MULTIPROC_DIR (an empty directory 
 deployment's start): every process writes its counts there and a scrape of any one of them adds up all of them
 (prometheus-client's multiprocess mode). Live calls and participants are counted in the database at scrape time.
 
-The relay path pays one counter increment per frame: the labelled children are bound here, once.
+The relay path pays one plain integer increment per frame (relayed_tally: about 90 ns, where a prometheus-client
+counter costs 1 us, 2 us in multiprocess mode); the tally goes into the counter at every heartbeat of the process
+(PARLEY_NODE_BEAT_SECONDS) and at each scrape of it. Elsewhere the labelled children are bound here, once.
 """
 
 import atexit
 import hmac
 import ipaddress
 import os
+import threading
 
 from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseForbidden
@@ -23,7 +26,7 @@ if MULTIPROCESS:
 
     # A process that stops takes its live gauges (open sockets, queue depth) out of the sums; one killed with -9
     # leaves them until the directory is emptied (at the deployment's next start).
-    atexit.register(lambda: multiprocess.mark_process_dead(os.getpid()))
+    atexit.register(lambda: (flush(), multiprocess.mark_process_dead(os.getpid())))
 
 SOCKETS = Gauge("parley_open_sockets", "Open WebSockets: room calls (room) and the per-user socket (me).", ["kind"],
                 multiprocess_mode="livesum")
@@ -33,6 +36,10 @@ RELAYED_TYPES = ("offer", "answer", "candidate", "media-state")
 FRAMES_RELAYED = Counter("parley_frames_relayed", "Client frames relayed, by type (a media-state once, however many "
                          "peers it goes to).", ["type"])
 RELAYED = {kind: FRAMES_RELAYED.labels(kind) for kind in RELAYED_TYPES}
+# Incremented on the event loop only; flush() adds what it gained since the last flush to FRAMES_RELAYED.
+relayed_tally = dict.fromkeys(RELAYED_TYPES, 0)
+_flushed = dict.fromkeys(RELAYED_TYPES, 0)
+_flushing = threading.Lock()
 STATS_REPORTS = Counter("parley_stats_reports", "stats frames folded into the call-quality record.")
 
 CLIENT_TYPES = frozenset({*RELAYED_TYPES, "ping", "leave", "stats"})
@@ -63,10 +70,20 @@ def refused(data, code: str) -> None:
     FRAMES_REFUSED.labels(kind if type(kind) is str and kind in CLIENT_TYPES else "other", code).inc()
 
 
+def flush() -> None:
+    with _flushing:
+        for kind, child in RELAYED.items():
+            count = relayed_tally[kind]
+            if count != _flushed[kind]:
+                child.inc(count - _flushed[kind])
+                _flushed[kind] = count
+
+
 def sample_process() -> None:
-    """The gauges this process sets from its own state."""
+    """What this process tallied, and the gauges it sets from its own state."""
     from calls.consumers import db_threads
 
+    flush()
     DB_QUEUE.set(db_threads._work_queue.qsize())
 
 

@@ -139,7 +139,17 @@ async def test_a_scrape_of_either_process_counts_a_call_across_both(two_processe
         await b.send(json.dumps({"type": "offer", "to": a_id}))  # no sdp
         assert (await receive_type(b, "error"))["code"] == "bad-message"
 
-        during = await asyncio.to_thread(scrape, second)  # the other process sees the first one's counts too
+        # The other process sees the first one's counts too: relayed frames from its next heartbeat on (2 s).
+        async def settled():
+            for _ in range(100):
+                during = await asyncio.to_thread(scrape, second)
+                if moved(before, during, "parley_frames_relayed_total", type="offer") >= 16 and moved(
+                        before, during, "parley_frames_relayed_total", type="candidate") >= 1:
+                    return during
+                await asyncio.sleep(0.1)
+            return during
+
+        during = await settled()
         assert value(during, "parley_open_sockets", kind="room") == 2
         assert value(during, "parley_live_calls") == 1
         assert value(during, "parley_live_participants", state="connected") == 2
