@@ -181,3 +181,42 @@ async def test_a_scrape_of_either_process_counts_a_call_across_both(two_processe
     after = await all_closed()
     assert value(after, "parley_open_sockets", kind="room") == 0 and value(after, "parley_live_calls") == 0
     assert moved(before, after, "parley_frames_relayed_total", type="offer") == 16
+
+
+@pytest.mark.django_db
+def test_rings_are_counted_by_outcome(client, settings, alice, bob, private_room):
+    from people import services
+
+    settings.PARLEY_METRICS_TOKEN = TOKEN  # alice and bob share private_room: they may ring each other
+
+    def scrape():
+        return samples(client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode())
+
+    before = scrape()
+    declined = services.start_ring(caller=alice, callee_username="bob")
+    services.decline_ring(by=bob, ring_id=declined.pk)
+    missed = services.start_ring(caller=alice, callee_username="bob")
+    services.expire_rings(now=missed.expires_at)
+    cancelled = services.start_ring(caller=alice, callee_username="bob")
+    services.cancel_ring(by=alice, ring_id=cancelled.pk)
+    after = scrape()
+    for outcome in ("declined", "missed", "cancelled"):
+        assert moved(before, after, "parley_rings_total", outcome=outcome) == 1, outcome
+    assert moved(before, after, "parley_rings_total", outcome="answered") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_resumes_and_joins_are_counted(peers, public_room, alice, bob):
+    from prometheus_client import REGISTRY
+
+    def count(name):
+        return REGISTRY.get_sample_value(name) or 0
+
+    resumes, joins = count("parley_resumes_total"), count("parley_join_seconds_count")
+    first, second = await peers.together(public_room, alice, bob)
+    await second.drop()  # a lost connection: the participation waits for a resume
+    again = await peers(bob, public_room, resume=second)
+    assert again.welcome["resumed"] is True
+    assert count("parley_resumes_total") - resumes == 1
+    assert count("parley_join_seconds_count") - joins == 3
