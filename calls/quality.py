@@ -48,7 +48,8 @@ def fold(*, peer_id: str, stats: Stats, now: datetime | None = None) -> CallQual
     for attempt in range(2):
         try:
             with transaction.atomic():
-                row = (CallQuality.objects.select_for_update()
+                # Only the quality row is locked: the participant's row is written by heartbeats and leaves.
+                row = (CallQuality.objects.select_for_update(of=("self",))
                        .filter(participant__peer_id=peer_id, remote_peer_id=stats.peer).first())
                 if row is None:
                     participant = CallParticipant.objects.live().filter(peer_id=peer_id).only("pk").first()

@@ -4,7 +4,8 @@
 
 export const STATS_INTERVAL_MS = 10000;
 const LOG_SIZE = 20;
-const MAX_MS = 60000; // the frame's bound for rtt_ms and jitter_ms // the last frames sent with the raw reports they came from (tests, and the console)
+const MAX_MS = 60000; // the frame's bound for rtt_ms and jitter_ms
+const MAX_CONNECT_MS = 3600000; // and for connect_ms // the last frames sent with the raw reports they came from (tests, and the console)
 
 const round = (value, places = 3) => (typeof value === "number" && Number.isFinite(value)
   ? Math.round(value * 10 ** places) / 10 ** places : null);
@@ -117,7 +118,9 @@ export class QualityReporter {
     this.watched.set(peer.peerId, entry);
     peer.addEventListener("state", () => {
       const state = peer.connectionState;
-      if (state === "connected" && entry.connectMs === null) entry.connectMs = round(performance.now() - entry.since);
+      if (state === "connected" && entry.connectMs === null) {
+        entry.connectMs = Math.min(round(performance.now() - entry.since), MAX_CONNECT_MS);
+      }
       if (state === "failed") entry.failures += 1;
     });
     peer.addEventListener("ice-restart", () => { entry.restarts += 1; });
