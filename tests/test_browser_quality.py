@@ -3,6 +3,7 @@ stats.js, sent as `stats` frames through a real daphne process, and checked agai
 
 import asyncio
 import json
+import os
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -99,6 +100,19 @@ async def test_a_chromium_call_reports_its_getstats_and_the_server_aggregates_th
     assert row.bitrate_in_sum_kbps > 50  # the fake camera's video at 640x480
     assert 0 < row.connect_ms < 30_000 and row.ice_restarts == 0
     assert not row.poor, quality.poor_reasons(row)  # loopback
+
+    if os.environ.get("PARLEY_DOCS_SCREENSHOTS"):  # regenerates docs/call-quality-*.png (docs/operations.md)
+        await screenshot_the_admin(browsers, alice, password, call_id=int(await alice_page.get_attribute(
+            "#call", "data-call-id")), folder=os.environ["PARLEY_DOCS_SCREENSHOTS"])
+
+
+async def screenshot_the_admin(browsers, user, password, *, call_id: int, folder: str) -> None:
+    await sync_to_async(type(user).objects.filter(pk=user.pk).update)(is_staff=True, is_superuser=True)
+    page = await browsers.logged_in(user, password, f"/admin/calls/call/{call_id}/change/",
+                                    viewport={"width": 1600, "height": 900})
+    await page.screenshot(path=f"{folder}/call-quality-admin.png", full_page=True)
+    await page.goto("/admin/calls/call/?quality=good")
+    await page.screenshot(path=f"{folder}/call-quality-list.png")
 
 
 def plain(report) -> dict:
