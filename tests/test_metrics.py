@@ -220,3 +220,21 @@ async def test_resumes_and_joins_are_counted(peers, public_room, alice, bob):
     assert again.welcome["resumed"] is True
     assert count("parley_resumes_total") - resumes == 1
     assert count("parley_join_seconds_count") - joins == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_rate_limit_hits_are_counted_once_per_refused_frame(peers, public_room, alice):
+    from prometheus_client import REGISTRY
+
+    def hits():
+        return REGISTRY.get_sample_value("parley_rate_limit_hits_total", {"limit": "frames"}) or 0
+
+    before = hits()
+    me = await peers(alice, public_room)
+    for _ in range(130):  # a burst of 100 is allowed
+        await me.send({"type": "ping"})
+    answers = [(await me.receive())["type"] for _ in range(130)]
+    refused = answers.count("error")
+    assert refused >= 20 and answers.count("pong") == 130 - refused
+    assert hits() - before == refused
