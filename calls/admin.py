@@ -1,14 +1,15 @@
 import csv
 
 from django.contrib import admin
-from django.db.models import Prefetch
+from django.db.models import Exists, OuterRef, Prefetch
 from django.http import HttpResponse
 from django.utils import timezone
 
-from calls import events, retention, services
+from calls import events, quality, retention, services
 from calls.models import (
     Call,
     CallParticipant,
+    CallQuality,
     Invite,
     RelayNode,
     ReplayFrame,
@@ -82,20 +83,67 @@ class RoomAdmin(admin.ModelAdmin):
             services.delete_room(by=request.user, room=room)
 
 
+def number(value, unit: str = "", places: int = 0) -> str:
+    return "–" if value is None else f"{value:.{places}f}{unit}"
+
+
 class CallParticipantInline(CallRecord, admin.TabularInline):
     model = CallParticipant
     extra = 0
     can_delete = False
     fields = ("user", "display_name", "peer_id", "joined_at", "left_at", "duration_shown", "leave_reason",
-              "reconnects", "user_agent")
+              "reconnects", "connection", "mos", "rtt", "loss", "freezes", "time_to_connect", "quality_verdict",
+              "user_agent")
     readonly_fields = fields
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("user")
+        return super().get_queryset(request).select_related("user").prefetch_related("quality")
 
     @admin.display(description="duration")
     def duration_shown(self, participant):
         return format_duration(participant.duration)
+
+    # Call quality (calls/quality.py), over the participant's reports about every remote peer.
+    def summary(self, participant) -> quality.Summary | None:
+        return quality.summary(list(participant.quality.all()))
+
+    @admin.display(description="connection")
+    def connection(self, participant):
+        rows = participant.quality.all()
+        return ", ".join(sorted({f"{r.candidate_type}/{r.protocol}" for r in rows if r.candidate_type})) or "–"
+
+    @admin.display(description="MOS (mean / worst)")
+    def mos(self, participant):
+        s = self.summary(participant)
+        return "–" if s is None else f"{number(s.mos_mean, places=2)} / {number(s.mos_min, places=2)}"
+
+    @admin.display(description="RTT (mean / worst)")
+    def rtt(self, participant):
+        s = self.summary(participant)
+        return "–" if s is None else f"{number(s.rtt_mean_ms, ' ms')} / {number(s.rtt_max_ms, ' ms')}"
+
+    @admin.display(description="loss")
+    def loss(self, participant):
+        s = self.summary(participant)
+        return "–" if s is None else number(s.loss_percent, " %", 2)
+
+    @admin.display(description="freezes")
+    def freezes(self, participant):
+        s = self.summary(participant)
+        return "–" if s is None else f"{s.freeze_count} ({s.freeze_seconds:.1f} s)"
+
+    @admin.display(description="time to connect")
+    def time_to_connect(self, participant):
+        s = self.summary(participant)
+        return "–" if s is None else number(s.connect_ms and s.connect_ms / 1000, " s", 1)
+
+    @admin.display(description="quality")
+    def quality_verdict(self, participant):
+        rows = list(participant.quality.all())
+        if not rows:
+            return "no reports"
+        reasons = [reason for row in rows for reason in quality.poor_reasons(row)]
+        return f"poor: {', '.join(reasons)}" if reasons else "good"
 
 
 class CallStatusFilter(admin.SimpleListFilter):
@@ -113,12 +161,30 @@ class CallStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PoorCallsFilter(admin.SimpleListFilter):
+    title = "quality"
+    parameter_name = "quality"
+
+    def lookups(self, request, model_admin):
+        return [("poor", "Poor calls"), ("good", "Good calls"), ("unknown", "No reports")]
+
+    def queryset(self, request, queryset):
+        reported = Exists(CallQuality.objects.filter(participant__call=OuterRef("pk")))
+        if self.value() == "poor":
+            return queryset.filter(poor=True)
+        if self.value() == "good":
+            return queryset.filter(reported, poor=False)
+        if self.value() == "unknown":
+            return queryset.filter(~reported)
+        return queryset
+
+
 @admin.register(Call)
 class CallAdmin(CallRecord, admin.ModelAdmin):
     # Fits 1280 px: the room (its name when the call started; the room itself is in the detail), when, how long,
-    # how many, live. The end time and who started it are in the detail.
-    list_display = ("room_name", "started_at", "duration_shown", "participant_count", "is_live")
-    list_filter = (CallStatusFilter, "started_at", ("room", admin.RelatedOnlyFieldListFilter))
+    # how many, how well, live. The end time and who started it are in the detail.
+    list_display = ("room_name", "started_at", "duration_shown", "participant_count", "quality_shown", "is_live")
+    list_filter = (CallStatusFilter, PoorCallsFilter, "started_at", ("room", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("room",)
     date_hierarchy = "started_at"
     search_fields = ("room_name", "room__slug", "participants__user__username")
@@ -128,7 +194,14 @@ class CallAdmin(CallRecord, admin.ModelAdmin):
     actions = ["export_csv"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).with_participant_count()
+        return quality.with_quality(super().get_queryset(request).with_participant_count())
+
+    @admin.display(description="quality", ordering="worst_mos")
+    def quality_shown(self, call):
+        if call.worst_mos is None and not call.poor:
+            return "–"
+        worst = f"worst MOS {call.worst_mos:.2f}" if call.worst_mos is not None else "no MOS"
+        return f"poor ({worst})" if call.poor else f"good ({worst})"
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {**(extra_context or {}), "subtitle": retention.kept_for()})
@@ -174,6 +247,29 @@ class CallAdmin(CallRecord, admin.ModelAdmin):
         return response
 
 
+class CallQualityInline(CallRecord, admin.TabularInline):
+    model = CallQuality
+    extra = 0
+    can_delete = False
+    fields = ("remote_peer_id", "samples", "candidate_type", "protocol", "mos_mean", "mos_min", "rtt_mean_ms",
+              "rtt_max_ms", "jitter_mean_ms", "loss_percent", "bitrate_in_mean_kbps", "bitrate_out_mean_kbps",
+              "freeze_count", "freeze_seconds", "connect_ms", "ice_restarts", "ice_failures", "poor")
+    readonly_fields = fields
+
+
+@admin.register(CallQuality)
+class CallQualityAdmin(CallRecord, admin.ModelAdmin):
+    """The call quality of each participant and remote peer (calls/quality.py)."""
+
+    list_display = ("participant", "remote_peer_id", "samples", "candidate_type", "mos_mean", "rtt_mean_ms",
+                    "loss_percent", "poor", "last_at")
+    list_filter = ("poor", "candidate_type", "last_at")
+    list_select_related = ("participant__user", "participant__call")
+    search_fields = ("participant__user__username", "participant__peer_id", "remote_peer_id")
+    readonly_fields = [f.name for f in CallQuality._meta.fields if f.editable] + [
+        "mos_mean", "rtt_mean_ms", "jitter_mean_ms", "loss_percent", "bitrate_in_mean_kbps", "bitrate_out_mean_kbps"]
+
+
 @admin.register(CallParticipant)
 class CallParticipantAdmin(CallRecord, admin.ModelAdmin):
     """Every connection across calls, for looking up one user's history."""
@@ -184,6 +280,7 @@ class CallParticipantAdmin(CallRecord, admin.ModelAdmin):
     search_fields = ("user__username", "call__room__name", "peer_id")
     date_hierarchy = "joined_at"
     readonly_fields = [f.name for f in CallParticipant._meta.fields]
+    inlines = [CallQualityInline]
 
 
 @admin.register(RelayNode)

@@ -325,7 +325,8 @@ class CallViewSet(viewsets.ReadOnlyModelViewSet):
             return Call.objects.none()
         calls = (
             Call.objects.for_user(self.request.user).select_related("room")
-            .prefetch_related(Prefetch("participants", CallParticipant.objects.select_related("user")))
+            .prefetch_related(Prefetch("participants", CallParticipant.objects.select_related("user")),
+                              "participants__quality")
         )
         if self.action == "list":
             calls = CallFilterSerializer(data=self.request.query_params).filter(calls)

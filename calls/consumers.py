@@ -13,7 +13,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from calls import continuity, liveness, protocol, services, tickets
+from calls import continuity, liveness, metrics, protocol, quality, services, tickets
 from calls.ice import ice_servers_for
 from calls.outgoing import QueuedSender
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
@@ -132,6 +132,8 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
 
     peer_id = ""
     joined = False
+    counted = False  # in the open-sockets gauge
+    relay_count = 0  # frames relayed: one in metrics.RELAY_SAMPLE_EVERY is timed
 
     async def __call__(self, scope, receive, send):
         # Channels' own loop (await_many_dispatch) makes a task and an asyncio.wait for every message, to listen
@@ -147,6 +149,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             pass
         except asyncio.CancelledError:
             # daphne cancels every connection when it shuts down: a restart, resumable on another process.
+            self.uncount()
             self.stop_writer()
             await self.suspend(Reason.SERVER_SHUTDOWN)
             raise
@@ -163,6 +166,8 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
 
     async def connect(self):
         await self.accept()  # first, so that a refusal can carry its close code
+        metrics.ROOM_SOCKETS.inc()
+        self.counted = True
         limits = settings.PARLEY_SIGNALING
         self.limits = limits
         self.max_frame_bytes = limits["MAX_FRAME_BYTES"]
@@ -179,6 +184,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
                                seconds=limits["RESUME_SECONDS"])
         self.room_slug = self.scope["url_route"]["kwargs"]["slug"]
         self.unacked: Unacknowledged | None = None  # from the client's first acknowledgement on
+        self.stats_heard: dict[str, float] = {}  # remote peer id -> when its last stats frame was taken
 
         if not self.scope.get("origin_allowed", True):
             await self.refuse(CloseCode.FORBIDDEN, "origin not allowed")
@@ -197,6 +203,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             await self.refuse(refusal.close_code, str(refusal))
             return
         await self.welcome(joined)
+        metrics.JOIN_SECONDS.observe(self.loop.time() - self.last_heard)  # last_heard: when the socket opened
 
     async def join(self, *, ticket: str = "", user=None) -> Joined:
         self.peer_id = str(uuid.uuid4())
@@ -229,6 +236,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             self.node.forget(self)
             return None
         self.seq = max(last_seq, candidate.sent_seq or 0)
+        metrics.RESUMES.inc()
         return joined
 
     def resume_call(self, participant_id: int, token: str, last_seq: int) -> Joined | None:
@@ -325,20 +333,25 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
         now = self.loop.time()
         self.last_heard = now
         if not self.bucket.take(now):
+            metrics.FRAME_LIMIT.inc()
             if now - self.bucket.limited_since >= self.flood_grace:
+                metrics.FLOOD_CLOSE.inc()
                 await self.end(CloseCode.FLOODING, Reason.DISCONNECTED, "flooding")
             else:
                 self.push(protocol.error_frame(ErrorCode.RATE_LIMITED, "Slow down."))
             return
+        data = None
         try:
             if text_data is None:
                 raise ProtocolError(ErrorCode.BAD_MESSAGE, "Binary frames are not part of the protocol.")
             # A character takes 1 to 4 bytes: measure precisely only near the limit.
             if len(text_data) * 4 > self.max_frame_bytes and len(text_data.encode()) > self.max_frame_bytes:
                 raise ProtocolError(ErrorCode.TOO_LARGE, f"Frames are limited to {self.max_frame_bytes} bytes.")
-            message = protocol.parse_client_message(protocol.decode(text_data), self.peers)
+            data = protocol.decode(text_data)
+            message = protocol.parse_client_message(data, self.peers)
             await self.handle(message)
         except ProtocolError as error:
+            metrics.refused(data, error.code)
             self.push(protocol.error_frame(error.code, error.detail))
         except Exception:
             logger.exception("signaling: peer %s in %s: handler failed", self.peer_id, self.room_slug)
@@ -353,6 +366,10 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             item = Item.frame(message.to, protocol.encode(message.frame), sender=self.peer_id)
             if not node or not await self.node.deliver(node=node, item=item):
                 await self.keep_or_reroute(item)
+            metrics.relayed_tally[message.frame["type"]] += 1
+            self.relay_count += 1
+            if self.relay_count % metrics.RELAY_SAMPLE_EVERY == 0:
+                metrics.RELAY_SECONDS.observe(self.loop.time() - self.last_heard)  # last_heard: when it came
         elif type(message) is protocol.Ping:
             self.sent.forget(now=self.loop.time(), handled=message.last_seq or 0)
             if message.last_seq is not None:
@@ -367,8 +384,17 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             text = protocol.media_state_frame(peer_id=self.peer_id, state=message)
             for peer_id in list(self.peers):
                 await self.send_to_peer(Item.frame(peer_id, text))
+            metrics.relayed_tally["media-state"] += 1
         elif type(message) is protocol.Leave:
             await self.end(CloseCode.NORMAL, Reason.LEFT, "left")
+        elif type(message) is protocol.Stats:  # folded into the pair's quality row, never relayed
+            now = self.loop.time()
+            if now - self.stats_heard.get(message.peer, -1e9) < settings.PARLEY_QUALITY["STATS_MIN_SECONDS"]:
+                metrics.STATS_LIMIT.inc()
+                raise ProtocolError(ErrorCode.RATE_LIMITED, "One stats frame per peer every 10 seconds.")
+            self.stats_heard[message.peer] = now
+            await in_db_thread(quality.fold)(peer_id=self.peer_id, stats=message)
+            metrics.STATS_REPORTS.inc()
 
     async def look_up_peer(self, peer_id: str) -> str:
         """A peer we were never told of (its join was announced while the channel layer was down): ask the
@@ -488,7 +514,13 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
         await self.leave(reason)  # recorded and announced before the client sees the close
         await self.close(code=code, reason=detail)
 
+    def uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            metrics.ROOM_SOCKETS.dec()
+
     async def disconnect(self, code):
+        self.uncount()
         self.stop_writer()
         if code == CloseCode.NORMAL:
             await self.leave(Reason.LEFT)

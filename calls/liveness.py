@@ -13,7 +13,7 @@ import weakref
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from calls import continuity, relay, services
+from calls import continuity, metrics, relay, services
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ async def heartbeat_loop(node: relay.Node) -> None:
                 for peer in list(node.peers.values()):
                     await peer.nodes_died(dead)
             await database_sync_to_async(continuity.expire_suspended)()
+            metrics.sample_process()
         except Exception:
             logger.exception("relay node %s: heartbeat failed", node.channel)
 

@@ -287,6 +287,116 @@ class CallParticipant(models.Model):
         return (self.left_at or timezone.now()) - self.joined_at
 
 
+class CallQualityQuerySet(models.QuerySet):
+    def poor(self) -> "CallQualityQuerySet":
+        return self.filter(poor=True)
+
+
+class CallQuality(models.Model):
+    """The call quality one participant saw of one remote peer: its `stats` reports (docs/signaling.md) folded
+    into running sums, worsts and the last cumulative counters by calls.quality, one row per pair, not per report."""
+
+    class CandidateType(models.TextChoices):
+        HOST = "host", "Host"
+        SRFLX = "srflx", "Server reflexive (STUN)"
+        PRFLX = "prflx", "Peer reflexive"
+        RELAY = "relay", "Relay (TURN)"
+
+    participant = models.ForeignKey(CallParticipant, on_delete=models.CASCADE, related_name="quality")
+    remote_peer_id = models.UUIDField(help_text="The peer the reports are about (the other side's peer_id).")
+    first_at = models.DateTimeField(default=timezone.now)
+    last_at = models.DateTimeField(default=timezone.now)
+    samples = models.PositiveIntegerField(default=0)
+    # The last selected candidate pair, and time from joining to `connected` as the browser measured it.
+    candidate_type = models.CharField(max_length=5, choices=CandidateType.choices, blank=True)
+    protocol = models.CharField(max_length=3, blank=True)
+    connect_ms = models.FloatField(null=True, blank=True)
+    ice_restarts = models.PositiveIntegerField(default=0)
+    ice_failures = models.PositiveIntegerField(default=0)
+    # Sums over the samples that had the value (with their count), and the worst sample.
+    rtt_samples = models.PositiveIntegerField(default=0)
+    rtt_sum_ms = models.FloatField(default=0)
+    rtt_max_ms = models.FloatField(null=True, blank=True)
+    jitter_samples = models.PositiveIntegerField(default=0)
+    jitter_sum_ms = models.FloatField(default=0)
+    jitter_max_ms = models.FloatField(null=True, blank=True)
+    mos_samples = models.PositiveIntegerField(default=0)
+    mos_sum = models.FloatField(default=0)
+    mos_min = models.FloatField(null=True, blank=True)
+    bitrate_in_samples = models.PositiveIntegerField(default=0)
+    bitrate_in_sum_kbps = models.FloatField(default=0)
+    bitrate_out_samples = models.PositiveIntegerField(default=0)
+    bitrate_out_sum_kbps = models.FloatField(default=0)
+    # Totals of packets and freezes, from the differences between consecutive cumulative reports (a counter that
+    # went down belongs to a new RTCPeerConnection: it counts from zero), and the last reported counters.
+    packets_received = models.PositiveBigIntegerField(default=0)
+    packets_lost = models.PositiveBigIntegerField(default=0)
+    freeze_count = models.PositiveIntegerField(default=0)
+    freeze_seconds = models.FloatField(default=0)
+    last_counters = models.JSONField(default=dict, blank=True, editable=False)
+    # Derived from the above at every report (calls.quality.is_poor), stored for filtering calls.
+    poor = models.BooleanField(default=False)
+
+    objects = CallQualityQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "call quality"
+        ordering = ["participant", "first_at"]
+        indexes = [models.Index(fields=["participant"], condition=Q(poor=True), name="calls_quality_poor")]
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "remote_peer_id"], name="calls_callquality_one_per_pair"),
+            models.CheckConstraint(condition=Q(last_at__gte=F("first_at")), name="calls_callquality_last_after_first"),
+            models.CheckConstraint(
+                condition=Q(rtt_samples__lte=F("samples")) & Q(jitter_samples__lte=F("samples"))
+                & Q(mos_samples__lte=F("samples")) & Q(bitrate_in_samples__lte=F("samples"))
+                & Q(bitrate_out_samples__lte=F("samples")),
+                name="calls_callquality_partial_samples",
+            ),
+            models.CheckConstraint(
+                condition=Q(mos_min__isnull=True) | (Q(mos_min__gte=1) & Q(mos_min__lte=4.5)),
+                name="calls_callquality_mos_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(candidate_type__in=["", "host", "srflx", "prflx", "relay"]),
+                name="calls_callquality_candidate_type",
+            ),
+            models.CheckConstraint(condition=Q(protocol__in=["", "udp", "tcp", "tls"]),
+                                   name="calls_callquality_protocol"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant} about {self.remote_peer_id}"
+
+    @staticmethod
+    def _mean(total: float, count: int) -> float | None:
+        return total / count if count else None
+
+    @property
+    def rtt_mean_ms(self) -> float | None:
+        return self._mean(self.rtt_sum_ms, self.rtt_samples)
+
+    @property
+    def jitter_mean_ms(self) -> float | None:
+        return self._mean(self.jitter_sum_ms, self.jitter_samples)
+
+    @property
+    def mos_mean(self) -> float | None:
+        return self._mean(self.mos_sum, self.mos_samples)
+
+    @property
+    def bitrate_in_mean_kbps(self) -> float | None:
+        return self._mean(self.bitrate_in_sum_kbps, self.bitrate_in_samples)
+
+    @property
+    def bitrate_out_mean_kbps(self) -> float | None:
+        return self._mean(self.bitrate_out_sum_kbps, self.bitrate_out_samples)
+
+    @property
+    def loss_percent(self) -> float | None:
+        total = self.packets_received + self.packets_lost
+        return 100 * self.packets_lost / total if total else None
+
+
 class ReplayFrame(models.Model):
     """A frame kept for a suspended participant, replayed in order when it resumes (then deleted).
 

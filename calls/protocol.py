@@ -84,7 +84,48 @@ class Leave:
     """The person left (the Leave button): the participation ends at once, with no resume window."""
 
 
-ClientMessage = Relay | MediaState | Ping | Leave
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A call-quality report about our connection to one remote peer (docs/signaling.md): folded into the
+    participation's aggregates by calls.quality, never relayed. Counters are cumulative, as getStats() gives them;
+    None where the browser did not report a value."""
+
+    peer: str
+    candidate_type: str | None = None
+    protocol: str | None = None
+    rtt_ms: float | None = None
+    jitter_ms: float | None = None
+    audio_packets_received: int | None = None
+    audio_packets_lost: int | None = None
+    video_packets_received: int | None = None
+    video_packets_lost: int | None = None
+    bitrate_in_kbps: float | None = None
+    bitrate_out_kbps: float | None = None
+    fps: float | None = None
+    width: int | None = None
+    height: int | None = None
+    freeze_count: int | None = None
+    freeze_seconds: float | None = None
+    connect_ms: float | None = None
+    ice_restarts: int | None = None
+    ice_failures: int | None = None
+
+
+ClientMessage = Relay | MediaState | Ping | Leave | Stats
+
+CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
+TRANSPORTS = frozenset({"udp", "tcp", "tls"})
+MAX_COUNTER = 2**31 - 1
+# The stats frame's numbers: (key, integer?, upper bound). Every one is optional (null or missing) and >= 0.
+STATS_NUMBERS = (
+    ("rtt_ms", False, 60_000), ("jitter_ms", False, 60_000),
+    ("audio_packets_received", True, MAX_COUNTER), ("audio_packets_lost", True, MAX_COUNTER),
+    ("video_packets_received", True, MAX_COUNTER), ("video_packets_lost", True, MAX_COUNTER),
+    ("bitrate_in_kbps", False, 1_000_000), ("bitrate_out_kbps", False, 1_000_000),
+    ("fps", False, 1000), ("width", True, 16_384), ("height", True, 16_384),
+    ("freeze_count", True, MAX_COUNTER), ("freeze_seconds", False, 10**7),
+    ("connect_ms", False, 3_600_000), ("ice_restarts", True, 100_000), ("ice_failures", True, 100_000),
+)
 
 
 def decode(text: str) -> dict:
@@ -144,6 +185,32 @@ def _candidate(value: Any) -> dict | None:
     }
 
 
+def _stats(data: dict, known_peers) -> Stats:
+    peer = data.get("peer")
+    if not isinstance(peer, str):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "'peer' must be a peer id (string).")
+    if peer not in known_peers:  # reports are about peers the socket knows of, and nobody else
+        raise ProtocolError(ErrorCode.UNKNOWN_PEER, "'peer' is not a peer of this call.")
+    values: dict[str, Any] = {"peer": peer}
+    for key, choices in (("candidate_type", CANDIDATE_TYPES), ("protocol", TRANSPORTS)):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, str) or value not in choices):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{key}' must be one of {', '.join(sorted(choices))} or null.")
+        values[key] = value
+    for key, integer, limit in STATS_NUMBERS:
+        value = data.get(key)
+        if value is None:
+            values[key] = None
+            continue
+        # bool is an int in Python, and JSON's true is no number of packets.
+        if type(value) is bool or not isinstance(value, int if integer else (int, float)):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{key}' must be {'an integer' if integer else 'a number'}.")
+        if not 0 <= value <= limit:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, f"'{key}' must be between 0 and {limit}.")
+        values[key] = value
+    return Stats(**values)
+
+
 def parse_client_message(data: dict, known_peers=()) -> ClientMessage:
     """Validate one decoded frame; unknown keys are ignored and never relayed. `known_peers`: the peer ids (in
     their canonical form) the socket knows of."""
@@ -168,6 +235,8 @@ def parse_client_message(data: dict, known_peers=()) -> ClientMessage:
         return Ping(last_seq)
     if kind == "leave":
         return Leave()
+    if kind == "stats":
+        return _stats(data, known_peers)
     if not isinstance(kind, str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "Every frame needs a string 'type'.")
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown frame type {kind[:40]!r}.")

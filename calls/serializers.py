@@ -9,7 +9,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.api import UserSerializer
-from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
+from calls import quality
+from calls.models import Call, CallParticipant, CallQuality, Invite, Room, RoomMembership
 
 User = get_user_model()
 
@@ -148,15 +149,43 @@ class ParticipantSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class CallQualitySerializer(serializers.ModelSerializer):
+    """What one participant's `stats` reports said of its connection to one remote peer (docs/operations.md)."""
+
+    peer_id = serializers.UUIDField(source="remote_peer_id", read_only=True, help_text="The remote peer.")
+    mos_mean = serializers.FloatField(read_only=True, allow_null=True)
+    rtt_mean_ms = serializers.FloatField(read_only=True, allow_null=True)
+    jitter_mean_ms = serializers.FloatField(read_only=True, allow_null=True)
+    loss_percent = serializers.FloatField(read_only=True, allow_null=True)
+    bitrate_in_mean_kbps = serializers.FloatField(read_only=True, allow_null=True)
+    bitrate_out_mean_kbps = serializers.FloatField(read_only=True, allow_null=True)
+    poor_reasons = serializers.SerializerMethodField(help_text="Which PARLEY_POOR_* thresholds the pair is past.")
+
+    class Meta:
+        model = CallQuality
+        fields = ("peer_id", "first_at", "last_at", "samples", "candidate_type", "protocol", "connect_ms",
+                  "ice_restarts", "ice_failures", "mos_mean", "mos_min", "rtt_mean_ms", "rtt_max_ms",
+                  "jitter_mean_ms", "jitter_max_ms", "loss_percent", "packets_received", "packets_lost",
+                  "bitrate_in_mean_kbps", "bitrate_out_mean_kbps", "freeze_count", "freeze_seconds", "poor",
+                  "poor_reasons")
+        read_only_fields = fields
+
+    def get_poor_reasons(self, row) -> list[str]:
+        return quality.poor_reasons(row)
+
+
 class CallParticipantSerializer(serializers.ModelSerializer):
     user = UserSerializer(read_only=True, allow_null=True, help_text="null once the user's account is deleted.")
     name = serializers.CharField(source="name_shown", read_only=True,
                                  help_text="The person's display name; kept when their account is deleted.")
     duration = SecondsField(help_text="Seconds from join to leave (or to now, while live).")
+    quality = CallQualitySerializer(many=True, read_only=True,
+                                    help_text="Call quality as this participant saw each remote peer (its reports).")
 
     class Meta:
         model = CallParticipant
-        fields = ("peer_id", "user", "name", "joined_at", "left_at", "leave_reason", "duration", "reconnects")
+        fields = ("peer_id", "user", "name", "joined_at", "left_at", "leave_reason", "duration", "reconnects",
+                  "quality")
         read_only_fields = fields
 
 

@@ -5,6 +5,7 @@ in-memory channel layer. Production sets DJANGO_DEBUG=false, DJANGO_SECRET_KEY, 
 DATABASE_URL (PostgreSQL) and REDIS_URL (channel layer and cache). README.md lists every variable.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -97,6 +98,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "calls.metrics.APIRequestsMiddleware",  # first: counts every /api/ answer, 429s and 403s of the others too
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "config.middleware.PermissionsPolicyMiddleware",
@@ -408,6 +410,26 @@ PARLEY_SIGNALING = {
     "HEARTBEAT_SECONDS": env_float("PARLEY_HEARTBEAT_SECONDS", 20.0),
     "REAP_EVERY": env_int("PARLEY_REAP_EVERY", 3),
     "SHUTDOWN_SECONDS": env_float("PARLEY_SHUTDOWN_SECONDS", 30.0),
+}
+# Call quality (calls/quality.py, docs/operations.md "Call quality"): a participation's pair of peers is poor
+# when its mean MOS is under PARLEY_POOR_MOS, or its loss, mean RTT or mean jitter is over these, or its video
+# froze longer than this share of its time. A pair's reports closer together than PARLEY_STATS_MIN_SECONDS are
+# refused (rate-limited): the page sends one every 10 s.
+# GET /metrics (docs/operations.md "Metrics"): a bearer token, or client addresses (networks) allowed without one;
+# neither set: 404.
+PARLEY_METRICS_TOKEN = os.environ.get("PARLEY_METRICS_TOKEN", "")
+try:
+    PARLEY_METRICS_ALLOW = [ipaddress.ip_network(net, strict=False) for net in env_list("PARLEY_METRICS_ALLOW", [])]
+except ValueError as error:
+    raise ImproperlyConfigured(f"PARLEY_METRICS_ALLOW: {error}") from None
+PARLEY_QUALITY = {
+    "POOR_MOS": env_float("PARLEY_POOR_MOS", 3.5),
+    "POOR_LOSS_PERCENT": env_float("PARLEY_POOR_LOSS_PERCENT", 3.0),
+    "POOR_RTT_MS": env_float("PARLEY_POOR_RTT_MS", 400.0),
+    "POOR_JITTER_MS": env_float("PARLEY_POOR_JITTER_MS", 30.0),
+    "POOR_FREEZE_PERCENT": env_float("PARLEY_POOR_FREEZE_PERCENT", 5.0),
+    "STATS_SECONDS": 10,
+    "STATS_MIN_SECONDS": env_float("PARLEY_STATS_MIN_SECONDS", 5.0),
 }
 # daphne's runserver (make run) reads its limit from here.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = PARLEY_SIGNALING["WS_MAX_BYTES"]

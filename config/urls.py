@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts.api import MeDeleteView, MeExportView, MeView, ObtainTokenView
 from calls import api_urls as calls_api
+from calls.metrics import metrics_view
 from people import api_urls as people_api
 from webhooks.api import EndpointViewSet
 
@@ -33,6 +34,7 @@ api_patterns = [
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus (docs/operations.md "Metrics")
     path("accounts/", include("accounts.urls")),
     path("api/", include(api_patterns)),
     path("people/", include("people.urls")),

@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from calls import liveness, protocol, relay, tickets
+from calls import liveness, metrics, protocol, relay, tickets
 from calls.consumers import TokenBucket
 from calls.outgoing import QueuedSender
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
@@ -104,10 +104,13 @@ class MeConsumer(QueuedSender, AsyncWebsocketConsumer):
 
     user = None
     registered = False
+    counted = False  # in the open-sockets gauge
     peers: dict = {}  # what the relay node's liveness loop reads of a socket: a /ws/me/ socket has no peers
 
     async def connect(self):
         await self.accept()  # first, so that a refusal can carry its close code
+        metrics.ME_SOCKETS.inc()
+        self.counted = True
         limits = settings.PARLEY_SIGNALING
         self.loop = asyncio.get_running_loop()
         self.last_heard = self.loop.time()
@@ -222,6 +225,9 @@ class MeConsumer(QueuedSender, AsyncWebsocketConsumer):
         await self.forget()
 
     async def disconnect(self, code):
+        if self.counted:
+            self.counted = False
+            metrics.ME_SOCKETS.dec()
         self.stop_writer()
         await self.forget()
 

@@ -18,7 +18,7 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import F, Q
 from django.utils import timezone
 
-from calls import events, protocol
+from calls import events, metrics, protocol
 from calls import services as calls_services
 from calls.models import CallParticipant, RelayNode, Room, RoomMembership
 from people import delivery
@@ -336,6 +336,7 @@ def decide(*, by, ring_id, party: str, state: str) -> Ring:
 
 def emit_ring_ended(ring: Ring) -> None:
     """The `ring.ended` event (docs/webhooks.md), in the transaction that decides the ring."""
+    metrics.RINGS.labels(ring.state).inc()
     events.emit(events.RING_ENDED, room_id=ring.room_id, payload={"ring": {
         "id": ring.pk, "room_id": ring.room_id, "caller": ring.caller_name, "callee": ring.callee_name,
         "outcome": ring.state, "started_at": ring.created_at.isoformat(),

@@ -43,7 +43,7 @@ class CallPage {
     this.quality = new QualityMonitor(() => this.peers.values(), (peer, quality, detail) => {
       this.tiles.setQuality(peer, quality, detail);
       this.updateStatus();
-    });
+    }, (frame) => this.signaling?.up && this.signaling.send(frame)); // and the stats frames (stats.js)
     this.prejoin = new PreJoin({ stateUrl: config.state_url, initial: initialState,
                                  onJoin: (options) => this.join(options) });
     root.addEventListener("network", ({ detail }) => {

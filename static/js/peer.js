@@ -39,6 +39,8 @@ export class Peer extends EventTarget {
     this.queue = Promise.resolve();
     this.closed = false;
     this.rebuilds = [];
+    // For the call-quality reports (stats.js): how long the first connection took, ICE restarts and failures.
+    this.telemetry = { since: performance.now(), connectMs: null, restarts: 0, failures: 0 };
     this.setUp(initiator);
   }
 
@@ -77,7 +79,15 @@ export class Peer extends EventTarget {
     pc.addEventListener("icecandidate", ({ candidate }) => {
       if (mine()) this.sendFrame({ type: "candidate", to: this.peerId, candidate: candidate ? candidate.toJSON() : null });
     });
-    pc.addEventListener("connectionstatechange", () => mine() && this.emit("state", { state: pc.connectionState }));
+    pc.addEventListener("connectionstatechange", () => {
+      if (!mine()) return;
+      const { telemetry } = this;
+      if (pc.connectionState === "connected" && telemetry.connectMs === null) {
+        telemetry.connectMs = Math.round(performance.now() - telemetry.since);
+      }
+      if (pc.connectionState === "failed") telemetry.failures += 1;
+      this.emit("state", { state: pc.connectionState });
+    });
     pc.addEventListener("signalingstatechange", () => mine() && this.emit("signaling", { state: pc.signalingState }));
     pc.addEventListener("iceconnectionstatechange", () => {
       if (mine() && pc.iceConnectionState === "failed") this.restartIce("ICE failed");
@@ -211,6 +221,7 @@ export class Peer extends EventTarget {
 
   restartIce(why) {
     if (this.closed) return;
+    this.telemetry.restarts += 1;
     this.emit("ice-restart", { why });
     this.pc.restartIce(); // fires negotiationneeded: an offer with fresh ICE credentials
   }

@@ -2,6 +2,8 @@
 // thresholds, or video that stopped arriving (frozen) while the peer says its camera is on. Tiles show it as
 // "Connection unstable"; the status line says when every connection is.
 
+import { QualityReporter } from "./stats.js";
+
 export const POOR_LOSS = 0.08;      // over 8 % of the packets of the last interval lost
 export const POOR_RTT_S = 0.5;      // over 500 ms round trip
 const EVERY_MS = 2000;
@@ -22,10 +24,12 @@ function roundTrip(stats) {
 }
 
 export class QualityMonitor {
-  /** @param {() => Iterable} peers  @param {(peer, quality: string, detail: string) => void} onChange */
-  constructor(peers, onChange) {
+  /** @param {() => Iterable} peers  @param {(peer, quality: string, detail: string) => void} onChange
+   *  @param {(frame) => void} send  where the call-quality reports (stats.js) go: the signaling socket */
+  constructor(peers, onChange, send = null) {
     this.peers = peers;
     this.onChange = onChange;
+    this.reporter = send ? new QualityReporter(peers, send) : null;
     this.last = new WeakMap(); // peer -> {received, lost, frames}
     this.streaks = new WeakMap(); // peer -> bad samples in a row
     this.timer = null;
@@ -34,9 +38,10 @@ export class QualityMonitor {
   start() {
     this.stop();
     this.timer = setInterval(() => this.sample().catch((error) => console.info("stats:", error.message)), EVERY_MS);
+    this.reporter?.start();
   }
 
-  stop() { clearInterval(this.timer); this.timer = null; }
+  stop() { clearInterval(this.timer); this.timer = null; this.reporter?.stop(); }
 
   async sample() {
     for (const peer of this.peers()) {
