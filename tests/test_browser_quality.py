@@ -148,7 +148,8 @@ async def test_aiortc_getstats_summarised_by_the_page_module_is_aggregated(brows
                 if attempt:
                     await asyncio.sleep(5.5)
                 raw = [plain(r) for r in (await robot.pc.getStats()).values()]
-                summary = await alice_page.evaluate("([s, p]) => parley.quality.reporter.summarise(s, p)", [raw, previous])
+                summary = await alice_page.evaluate("([s, p]) => parley.quality.reporter.summarise(s, p)",
+                                                    [raw, previous])
                 previous = summary["counters"]
                 frame = {"type": "stats", "peer": alice_peer, **summary["fields"]}
                 await websocket.send(json.dumps(frame))
