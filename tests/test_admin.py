@@ -108,5 +108,6 @@ def test_the_call_list_fits_1280_px_with_the_rest_in_the_detail():
     from calls.models import Call
 
     call_admin = django_admin.site._registry[Call]
-    assert call_admin.list_display == ("room_name", "started_at", "duration_shown", "participant_count", "is_live")
+    assert call_admin.list_display == ("room_name", "started_at", "duration_shown", "participant_count",
+                                       "quality_shown", "is_live")
     assert {"room", "ended_at", "started_by"} <= set(call_admin.fields)  # shown on the call's own page
