@@ -142,7 +142,13 @@ async def test_aiortc_getstats_summarised_by_the_page_module_is_aggregated(brows
         try:
             await wait_connected(alice_page, bob_peer)
             await wait_video_playing(alice_page, bob_peer)
-            await asyncio.sleep(2)  # some RTCP: aiortc's round trip comes from receiver reports
+            # Some RTCP first: aiortc's round trip comes from receiver reports (a few seconds apart).
+            for _ in range(40):
+                reports = (await robot.pc.getStats()).values()
+                if any(r.type == "remote-inbound-rtp" and getattr(r, "roundTripTime", None) is not None
+                       for r in reports):
+                    break
+                await asyncio.sleep(0.25)
             raws, sent, previous = [], [], None
             for attempt in range(2):
                 if attempt:
