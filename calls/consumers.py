@@ -4,16 +4,15 @@ import asyncio
 import logging
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
 from calls import continuity, liveness, metrics, protocol, quality, services, tickets
+from calls.db_threads import in_db_thread
 from calls.ice import ice_servers_for
 from calls.outgoing import QueuedSender
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
@@ -26,13 +25,6 @@ logger = logging.getLogger(__name__)
 # recorded or announced: the participation goes on). A 4410 with reason "replaced" is a newer join's doing.
 HANDED_OVER = "resumed elsewhere"
 
-# Joins and leaves mostly wait on database and cache round trips. Channels' default runs every such call in one
-# thread, one after another; a small pool (a connection per thread) lets a thousand joins overlap.
-db_threads = ThreadPoolExecutor(max_workers=settings.PARLEY_SIGNALING["DB_THREADS"], thread_name_prefix="parley-db")
-
-
-def in_db_thread(func):
-    return database_sync_to_async(func, thread_sensitive=False, executor=db_threads)
 
 
 class TokenBucket:

@@ -81,7 +81,7 @@ def flush() -> None:
 
 def sample_process() -> None:
     """What this process tallied, and the gauges it sets from its own state."""
-    from calls.consumers import db_threads
+    from calls.db_threads import db_threads
 
     flush()
     DB_QUEUE.set(db_threads._work_queue.qsize())

@@ -10,7 +10,8 @@ from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.urls import path
 
-from calls.consumers import SignalingConsumer, in_db_thread
+from calls.consumers import SignalingConsumer
+from calls.db_threads import in_db_thread
 from calls.protocol import CloseCode
 
 logger = logging.getLogger(__name__)

@@ -216,7 +216,7 @@ def _close_database_threads(django_db_setup):
     from asgiref.sync import SyncToAsync
     from django.db import connections
 
-    from calls.consumers import db_threads
+    from calls.db_threads import db_threads
 
     db_threads.shutdown(wait=True)  # the signaling consumer's pool; its threads' connections go with them
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)

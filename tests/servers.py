@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 from django.db import connection
 
@@ -90,6 +91,11 @@ class ServerProcess:
         if getattr(self, "log", None):
             self.log.close()
 
+    def rss_kib(self) -> int:
+        """The process's resident memory, in KiB."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
     def kill(self) -> None:
         """`kill -9`: the process dies with its sockets, recording nothing."""
         if self.process and self.process.poll() is None:
@@ -122,3 +128,15 @@ class UvicornServer(ServerProcess):
         return [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
                 "--port", str(self.port), "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
                 "--ws-max-size", self.ws_max_bytes]
+
+
+def each_server(env: dict[str, str]):
+    """A module fixture `server`: a daphne process, then a uvicorn one, with `env`, for tests to run against each."""
+    @pytest.fixture(scope="module", params=[DaphneServer, UvicornServer], ids=["daphne", "uvicorn"])
+    def server(request, django_db_setup, django_db_blocker):
+        with django_db_blocker.unblock():
+            process = request.param(env=env)
+            process.start()
+        yield process
+        process.stop()
+    return server

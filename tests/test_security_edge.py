@@ -16,7 +16,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 from calls import tickets
-from tests.servers import DaphneServer, UvicornServer
+from tests.servers import each_server
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -25,18 +25,8 @@ ATTEMPTS = 100
 MESSAGE_TOO_BIG = 1009
 
 
-@pytest.fixture(scope="module", params=[DaphneServer, UvicornServer], ids=["daphne", "uvicorn"])
-def server(request, django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        process = request.param(env={"PARLEY_WS_MAX_BYTES": str(EDGE)})
-        process.start()
-    yield process
-    process.stop()
+server = each_server({"PARLEY_WS_MAX_BYTES": str(EDGE)})
 
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
 def oversized_frame_start(length: int, sent: int = 16 * 1024) -> bytes:
@@ -82,14 +72,14 @@ async def test_a_hundred_oversized_messages_cost_the_server_less_than_10_mb(serv
     for length in (EDGE + 1, 16 * EDGE):  # warm up: the first joins load code and size the allocator's pools
         for _ in range(25):
             await attempt(server, alice, public_room, length)
-    before = rss_kib(server.process.pid)
+    before = server.rss_kib()
     took = []
     for length in (EDGE + 1, 16 * EDGE):
         for _ in range(ATTEMPTS):
             code, seconds = await attempt(server, alice, public_room, length)
             assert code == MESSAGE_TOO_BIG
             took.append(seconds)
-    grown = rss_kib(server.process.pid) - before
+    grown = server.rss_kib() - before
     print(f"\n{server.name}: {2 * ATTEMPTS} oversized messages, RSS {grown / 1024:+.1f} MB, "
           f"close after {max(took) * 1000:.0f} ms at most")
     assert grown < 10 * 1024

@@ -26,7 +26,7 @@ from calls.models import CallParticipant
 from calls.protocol import ErrorCode
 from tests.helpers import eventually
 from tests.live_sockets import Socket, ticket_socket, unexpected_tracebacks
-from tests.servers import DaphneServer, UvicornServer
+from tests.servers import each_server
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -35,15 +35,10 @@ OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 TYPES = ["offer", "answer", "candidate", "media-state", "ping", "welcome", "error", "", "OFFER", "leave?", "x" * 99]
 
 
-@pytest.fixture(scope="module", params=[DaphneServer, UvicornServer], ids=["daphne", "uvicorn"])
-def server(request, django_db_setup, django_db_blocker):
-    # The fuzzer sends as fast as it can: the rate limit would answer most frames before they are looked at.
-    with django_db_blocker.unblock():
-        process = request.param(env={"PARLEY_RATE_PER_SECOND": "1000000", "PARLEY_RATE_BURST": "1000000",
-                                     "PARLEY_PEER_TIMEOUT": "3600"})  # the receiving peer says nothing
-        process.start()
-    yield process
-    process.stop()
+# The fuzzer sends as fast as it can: the rate limit would answer most frames before they are looked at. The
+# receiving peer says nothing all along: no timeout for it.
+server = each_server({"PARLEY_RATE_PER_SECOND": "1000000", "PARLEY_RATE_BURST": "1000000",
+                      "PARLEY_PEER_TIMEOUT": "3600"})
 
 
 class Fuzzer:

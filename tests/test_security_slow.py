@@ -14,7 +14,7 @@ from calls import tickets
 from calls.models import CallParticipant
 from tests.helpers import eventually
 from tests.live_sockets import ticket_socket, unexpected_tracebacks
-from tests.servers import DaphneServer, UvicornServer
+from tests.servers import each_server
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -22,18 +22,8 @@ OFFER_60K = "v=0\r\n" + "a=x-padding:" + "x" * (60 * 1024 - 40) + "\r\n"
 MAX_PEERS_PER_USER = 2
 
 
-@pytest.fixture(scope="module", params=[DaphneServer, UvicornServer], ids=["daphne", "uvicorn"])
-def server(request, django_db_setup, django_db_blocker):
-    with django_db_blocker.unblock():
-        process = request.param(env={"PARLEY_MAX_PEERS_PER_USER": str(MAX_PEERS_PER_USER)})
-        process.start()
-    yield process
-    process.stop()
+server = each_server({"PARLEY_MAX_PEERS_PER_USER": str(MAX_PEERS_PER_USER)})
 
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
 async def not_reading(server, user, room) -> tuple[websockets.ClientConnection, str]:
@@ -110,7 +100,7 @@ async def test_a_client_that_stops_reading_is_closed_and_costs_no_memory(server,
     sender = await ticket_socket(server, alice, public_room)
     stuck, stuck_id = await not_reading(server, bob, public_room)
     await sender.frame(lambda f: f.get("type") == "peer-joined")
-    before = rss_kib(server.process.pid)
+    before = server.rss_kib()
     started = time.monotonic()
     sent = 0
     try:
@@ -127,7 +117,7 @@ async def test_a_client_that_stops_reading_is_closed_and_costs_no_memory(server,
         row = await CallParticipant.objects.aget(peer_id=stuck_id)
         assert row.suspended_at is not None or row.left_at is not None
         await asyncio.sleep(1)
-        grown = rss_kib(server.process.pid) - before
+        grown = server.rss_kib() - before
         print(f"\n{server.name}: {sent} offers of 60 KiB to a client that stopped reading: closed after "
               f"{closed_after} frames to the sender, {len(undeliverable)} undeliverable, RSS {grown / 1024:+.1f} MB, "
               f"{time.monotonic() - started:.1f} s")
