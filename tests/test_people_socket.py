@@ -3,9 +3,11 @@ user, ring frames for every outcome, live rooms, liveness, and the protocol's co
 
 import asyncio
 import json
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from calls import tickets
 from calls.protocol import CloseCode
@@ -114,8 +116,21 @@ async def test_every_other_outcome_reaches_both(me, alice, bob, room, outcome, f
         assert (await tab.next(frame))["ring"]["state"] == state
 
 
-async def test_a_ring_nobody_answers_ends_missed_by_the_servers_timer(me, alice, bob, room, settings):
-    settings.PARLEY_RING_SECONDS = 1
+def only_here_a_minute_passes(settings, monkeypatch):
+    """Rings run out a minute from now for every other process on the test database, and now for this one.
+
+    The session's live server sweeps the test database too: a ring it ended would be told on its own channel layer,
+    never on the test's. So rings last 60 s, and this process's timer (after 1 s) and sweep see the time 61 s on."""
+    settings.PARLEY_RING_SECONDS = 60
+    expire_rings, expire_later, sweep = services.expire_rings, services.expire_later, services.sweep
+    later = lambda: timezone.now() + timedelta(seconds=61)  # noqa: E731
+    monkeypatch.setattr(services, "expire_rings", lambda **kwargs: expire_rings(**{"now": later(), **kwargs}))
+    monkeypatch.setattr(services, "expire_later", lambda ring_id, seconds: expire_later(ring_id, 1))
+    monkeypatch.setattr(services, "sweep", lambda: sweep(now=later()))
+
+
+async def test_a_ring_nobody_answers_ends_missed_by_the_servers_timer(me, alice, bob, room, settings, monkeypatch):
+    only_here_a_minute_passes(settings, monkeypatch)
     alice_tab, bob_tab = await me(alice), await me(bob)
     await database_sync_to_async(services.start_ring)(caller=alice, callee_username="bob")
     await bob_tab.next("ring")
@@ -124,8 +139,8 @@ async def test_a_ring_nobody_answers_ends_missed_by_the_servers_timer(me, alice,
 
 
 async def test_the_sweep_ends_a_ring_whose_timer_is_gone(me, alice, bob, room, settings, monkeypatch):
+    only_here_a_minute_passes(settings, monkeypatch)
     monkeypatch.setattr(services, "expire_later", lambda ring_id, seconds: None)  # its process died, say
-    settings.PARLEY_RING_SECONDS = 1
     alice_tab = await me(alice)
     await database_sync_to_async(services.start_ring)(caller=alice, callee_username="bob")
     assert (await alice_tab.next("ring-ended", timeout=10))["ring"]["state"] == "missed"
