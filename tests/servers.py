@@ -130,6 +130,13 @@ class UvicornServer(ServerProcess):
                 "--ws-max-size", self.ws_max_bytes]
 
 
+def as_in_production() -> dict[str, str]:
+    """A server's environment with DEBUG off, as production runs it. With DEBUG on, Django keeps the last 9,000
+    queries of every database connection (`queries_log`): about 40 KB per join, which memory figures must not count.
+    The test process's secret key, so that the tickets it issues are valid there."""
+    return {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": settings.SECRET_KEY, "DJANGO_ALLOWED_HOSTS": "127.0.0.1"}
+
+
 def each_server(env: dict[str, str]):
     """A module fixture `server`: a daphne process, then a uvicorn one, with `env`, for tests to run against each."""
     @pytest.fixture(scope="module", params=[DaphneServer, UvicornServer], ids=["daphne", "uvicorn"])

@@ -16,7 +16,7 @@ import websockets
 from asgiref.sync import sync_to_async
 
 from calls import tickets
-from tests.servers import each_server
+from tests.servers import as_in_production, each_server
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -25,7 +25,7 @@ ATTEMPTS = 100
 MESSAGE_TOO_BIG = 1009
 
 
-server = each_server({"PARLEY_WS_MAX_BYTES": str(EDGE)})
+server = each_server({"PARLEY_WS_MAX_BYTES": str(EDGE), **as_in_production()})
 
 
 
@@ -68,9 +68,6 @@ async def test_a_message_at_the_edge_reaches_the_consumer(server, public_room, a
         assert (frame["type"], frame["code"]) == ("error", "too-large")
 
 
-# On the merged tree the server grows about 40 KB per join and leave (not per refused message), which puts this
-# at 8.5-10.3 MB: it fails now and then, until that growth is found (closing note; issue 10 left open for it).
-@pytest.mark.xfail(reason="per-join memory growth on the merged tree: under investigation", strict=False)
 async def test_a_hundred_oversized_messages_cost_the_server_less_than_10_mb(server, public_room, alice):
     for length in (EDGE + 1, 16 * EDGE):  # warm up: the first joins load code and size the allocator's pools
         for _ in range(25):

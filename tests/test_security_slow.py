@@ -14,7 +14,7 @@ from calls import tickets
 from calls.models import CallParticipant
 from tests.helpers import eventually
 from tests.live_sockets import ticket_socket, unexpected_tracebacks
-from tests.servers import each_server
+from tests.servers import as_in_production, each_server
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +22,7 @@ OFFER_60K = "v=0\r\n" + "a=x-padding:" + "x" * (60 * 1024 - 40) + "\r\n"
 MAX_PEERS_PER_USER = 2
 
 
-server = each_server({"PARLEY_MAX_PEERS_PER_USER": str(MAX_PEERS_PER_USER)})
+server = each_server({"PARLEY_MAX_PEERS_PER_USER": str(MAX_PEERS_PER_USER), **as_in_production()})
 
 
 
