@@ -78,7 +78,7 @@ def day_bars(title: str, values: list[tuple[date, float | None]], *, unit: str =
             bar_h = plot_h * value / highest
             chart.rects.append(Rect(x + slot * 0.15, top + plot_h - bar_h, slot * 0.7, bar_h,
                                     f"{day:%Y-%m-%d}: {number(value)}{unit}", fill))
-        if index % 7 == 0 or index == len(values) - 1:
+        if (len(values) - 1 - index) % 7 == 0:  # weekly labels, ending with the last day
             chart.texts.append(Text(x + slot / 2, height - 6, f"{day:%b} {day.day}"))
     return chart
 
