@@ -15,6 +15,7 @@ from django.utils import timezone
 from calls.models import Call, CallParticipant, CallQuality
 from calls.services import Reason
 from tests.browser import join_call, wait_connected
+from tests.test_security_browser import csp_violations
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session"), pytest.mark.django_db(transaction=True)]
 
@@ -78,6 +79,8 @@ async def test_a_superuser_sees_a_call_appear_removes_someone_and_reads_the_dash
     assert cells[0] == today and int(cells[1]) >= 1 and int(cells[3]) >= 2
     if docs:
         await admin.screenshot(path=str(DOCS_IMAGES / "admin-dashboard.png"), full_page=True)
+    assert csp_violations(browsers) == []  # the polling script, the stylesheet and the inline SVG are allowed
+    assert not [line for line in browsers.console if "pageerror" in line or "admin-live" in line]
 
 
 def a_month_of_calls(room, people) -> None:
