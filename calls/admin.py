@@ -1,11 +1,13 @@
 import csv
+from functools import partial
 
 from django.contrib import admin
 from django.db.models import Exists, OuterRef, Prefetch
 from django.http import HttpResponse
+from django.urls import path
 from django.utils import timezone
 
-from calls import events, quality, retention, services
+from calls import admin_views, events, quality, retention, services
 from calls.models import (
     Call,
     CallParticipant,
@@ -196,6 +198,21 @@ class CallAdmin(CallRecord, admin.ModelAdmin):
     def get_queryset(self, request):
         return quality.with_quality(super().get_queryset(request).with_participant_count())
 
+    def get_urls(self):
+        """The "Live now" page, its JSON, its kick and end-call confirmations, and the dashboard
+        (calls/admin_views.py), before the model's own URLs (whose `<object_id>/` would take them)."""
+        def view(function):
+            return self.admin_site.admin_view(partial(function, model_admin=self))
+
+        return [
+            path("live/", view(admin_views.live_page), name="calls_call_live"),
+            path("live/data/", view(admin_views.live_data), name="calls_call_live_data"),
+            path("live/kick/<uuid:peer_id>/", view(admin_views.kick), name="calls_call_live_kick"),
+            path("live/<int:call_id>/end/", view(admin_views.end_call), name="calls_call_live_end"),
+            path("dashboard/", view(admin_views.dashboard_page), name="calls_call_dashboard"),
+            *super().get_urls(),
+        ]
+
     @admin.display(description="quality", ordering="worst_mos")
     def quality_shown(self, call):
         if call.worst_mos is None and not call.poor:
@@ -312,3 +329,7 @@ class InviteAdmin(admin.ModelAdmin):
     list_select_related = ("room", "created_by")
     search_fields = ("room__name", "room__slug", "created_by__username")
     readonly_fields = ("token", "room", "created_by", "created_at", "use_count")
+
+
+# The admin's index links the "Live now" page and the dashboard (templates/admin/calls/index.html).
+admin.site.index_template = "admin/calls/index.html"

@@ -384,6 +384,30 @@ def kick_participant(*, by, participant: CallParticipant) -> None:
         end_connection(participant=participant, reason=Reason.KICKED, close_code=CloseCode.FORBIDDEN)
 
 
+def end_call(*, by, call: Call) -> int:
+    """End a live call for everyone: each live participant is removed as a kick removes one (4403, `kicked`),
+    and the call ends with the last of them. The rules of a kick: owners, moderators and operators; a moderator
+    cannot end a call the owner or another moderator is in. Returns how many connections were closed."""
+    room = call.room
+    if room is None:  # a call outliving its room is over already; only an operator tidies one up
+        if not is_operator(by, "kick"):
+            raise Refused(Refused.NOT_ALLOWED, REFUSALS["kick"])
+        role = None
+    else:
+        role = require(by=by, room=room, action="kick")
+    live = list(call.participants.live().select_related("user"))
+    if role == Role.MODERATOR and not is_operator(by, "kick"):
+        others = {p.user_id for p in live if p.user_id != by.pk}
+        if room.memberships.filter(user__in=others, role__in=RoomMembership.MODERATING_ROLES).exists():
+            raise Refused(Refused.NOT_ALLOWED, "Moderators cannot remove the owner or other moderators.")
+    with transaction.atomic():
+        for participant in live:
+            end_connection(participant=participant, reason=Reason.KICKED, close_code=CloseCode.FORBIDDEN)
+        end_call_if_empty(call=call)  # a call with nobody live left in it (all suspended rows gone meanwhile)
+    logger.info("call %s ended by %s: closed %d connection(s)", call.pk, by, len(live))
+    return len(live)
+
+
 def end_connection(*, participant: CallParticipant, reason: str, close_code: int) -> None:
     """Record the participant's leave and, once that is committed, close its socket (the consumer announces it)."""
     leave_call(peer_id=participant.peer_id, reason=reason)
