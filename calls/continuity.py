@@ -14,7 +14,7 @@ from django.db.models import Count, F, Sum
 from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
-from calls.models import CallParticipant, RelayNode, ReplayFrame
+from calls.models import CallParticipant, RelayNode, ReplayFrame, Room
 from calls.services import Joined, Reason, announce_peer_left, hash_resume_token, leave_call, new_resume_token
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,14 @@ def resume_participation(*, participant_id: int, token: str, relay_node: str, la
                          buffer_frames: int, buffer_bytes: int) -> Joined | None:
     """Move a suspended participation onto a new socket of `relay_node`: rotate the token, count the reconnect,
     and hand back the frames to replay after `last_seq`. None when the token is no longer this
-    participation's (it resumed elsewhere meanwhile, or it ended)."""
+    participation's (it resumed elsewhere meanwhile, or it ended).
+
+    The room row is locked first, as joins lock it: joins and resumes of one call are serialised, so each reads
+    where the others are now. Two peers resuming at once after their server was killed each read the other's row
+    before the other's commit, pointing at the dead process, and sent it frames that were lost."""
+    room_id = CallParticipant.objects.filter(pk=participant_id).values_list("call__room_id", flat=True).first()
+    if room_id is None or not list(Room.objects.select_for_update().filter(pk=room_id).values_list("pk")):
+        return None
     rows = CallParticipant.objects.select_for_update(of=("self",)).select_related("call__room", "user")
     participant = rows.filter(pk=participant_id, left_at__isnull=True,
                               resume_token_hash=hash_resume_token(token)).first()

@@ -8,6 +8,9 @@
 
 const REBUILDS_ALLOWED = 4; // per REBUILD_WINDOW_MS: never loop if two sides keep disagreeing
 const REBUILD_WINDOW_MS = 20000;
+// An offer unanswered for this long was lost, or its answer was (frames sent to a killed server process before it
+// was known dead): it is taken back and made again, else both sides could wait for each other for ever.
+const OFFER_TIMEOUT_MS = 8000;
 
 /** The session id of an SDP's o= line: one per RTCPeerConnection, the same in all its descriptions. */
 export function sessionOf(sdp) {
@@ -131,11 +134,24 @@ export class Peer extends EventTarget {
       await pc.setLocalDescription();
       if (pc !== this.pc) return;
       this.sendFrame({ type: pc.localDescription.type, to: this.peerId, sdp: pc.localDescription.sdp });
+      this.awaitAnswer(pc);
     } catch (error) {
       if (pc === this.pc) console.error(`peer ${this.peerId}: offer failed`, error);
     } finally {
       if (pc === this.pc) this.makingOffer = false;
     }
+  }
+
+  /** If the offer just sent is still unanswered after OFFER_TIMEOUT_MS, roll it back and offer again. */
+  awaitAnswer(pc) {
+    const offer = this.offersMade = (this.offersMade || 0) + 1;
+    clearTimeout(this.offerTimer);
+    this.offerTimer = setTimeout(() => this.enqueue(async () => {
+      if (pc !== this.pc || this.closed || pc.signalingState !== "have-local-offer") return;
+      if (offer !== this.offersMade) return; // a later offer has its own timer
+      await pc.setLocalDescription({ type: "rollback" });
+      this.restartIce("our offer was not answered");
+    }), OFFER_TIMEOUT_MS);
   }
 
   /** An offer or answer from the remote peer. */
@@ -250,6 +266,7 @@ export class Peer extends EventTarget {
 
   close() {
     this.closed = true;
+    clearTimeout(this.offerTimer);
     try { this.chat.close(); } catch { /* already closed */ }
     this.pc.close();
     for (const track of this.remoteStream.getTracks()) track.stop();
