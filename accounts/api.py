@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from accounts import audit, quotas, services
 from accounts.data import export_user_data
-from accounts.models import User
+from accounts.models import AuditEvent, User
 from accounts.security import client_ip
 
 
@@ -19,6 +19,18 @@ class UserSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
         fields = ("id", "username", "display_name")
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    """An audit event as a room's owner sees it (GET /api/rooms/<slug>/audit/): without the client address."""
+
+    actor = UserSerializer(read_only=True, allow_null=True, help_text="Who acted; null: the system, or nobody "
+                                                                      "logged in (a refused join), or a deleted user.")
+
+    class Meta:
+        model = AuditEvent
+        fields = ("id", "created_at", "action", "actor", "target", "detail")
         read_only_fields = fields
 
 
