@@ -38,6 +38,7 @@ class Action(models.TextChoices):
     JOIN_REFUSED = "join.refused", "Join refused (signaling socket)"
     SOCKET_RATE_LIMITED = "socket.rate-limited", "Socket closed for flooding (4429)"
     SOCKET_TOO_SLOW = "socket.too-slow", "Socket closed for not reading (4413)"
+    SOCKET_PROTOCOL_BROKEN = "socket.protocol-broken", "Socket closed for breaking the WebSocket protocol"
     RING_STARTED = "ring.started", "Ring started"
     RING_ENDED = "ring.ended", "Ring ended"
     QUOTA_REFUSED = "quota.refused", "Refused over a quota"
@@ -90,14 +91,23 @@ def socket_header(scope, name: bytes) -> str:
     return next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == name), "")
 
 
-def record_socket(action: str, *, scope, user=None, room_slug: str, code: int, reason: str, **detail) -> None:
-    """An audit event of a signaling socket (a refusal or a close): its close code and reason, the page's origin
-    and the client's address. Run in a database thread; never raises."""
+def socket_target(scope) -> str:
+    """What a socket's events are about, from its path: "room:<slug>" for /ws/rooms/<slug>/, else the path."""
+    path = scope.get("path", "")
+    parts = [part for part in path.split("/") if part]
+    if len(parts) == 3 and parts[:2] == ["ws", "rooms"]:
+        return f"room:{parts[2]}"
+    return f"socket:{path}"
+
+
+def record_socket(action: str, *, scope, user=None, code: int, reason: str, **detail) -> None:
+    """An audit event of a WebSocket (a refusal or a close): its close code and reason, the page's origin and the
+    client's address; the target comes from its path (`socket_target`). Run in a database thread; never raises."""
     try:
         if user is None:
             user = scope.get("user")
         actor = user if user is not None and getattr(user, "is_authenticated", False) else None
-        record(action, actor=actor, target=f"room:{room_slug}", address=socket_address(scope), code=int(code),
+        record(action, actor=actor, target=socket_target(scope), address=socket_address(scope), code=int(code),
                reason=reason[:200], origin=socket_header(scope, b"origin")[:200], **detail)
     except Exception:
-        logger.exception("audit: could not record %s of a socket of %s", action, room_slug)
+        logger.exception("audit: could not record %s of a socket of %s", action, scope.get("path"))
