@@ -42,10 +42,10 @@ def remember_credentials(sender, instance, raw=False, update_fields=None, **kwar
 def credentials_saved(sender, instance, created, **kwargs):
     before, password_set = getattr(instance, "_parley_before", (None, False))
     instance._parley_before = (None, False)
+    address, via = getattr(instance, "_parley_address", None), getattr(instance, "_parley_via", "")
+    instance._parley_address, instance._parley_via = None, ""
     if not created:
-        services.user_saved(user=instance, before=before, password_set=password_set,
-                            address=getattr(instance, "_parley_address", None),
-                            via=getattr(instance, "_parley_via", ""))
+        services.user_saved(user=instance, before=before, password_set=password_set, address=address, via=via)
 
 
 @receiver(user_logged_in, dispatch_uid="parley-audit-logged-in")

@@ -342,7 +342,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             if now - self.bucket.limited_since >= self.flood_grace:
                 metrics.FLOOD_CLOSE.inc()
                 await self.record_audit(audit.Action.SOCKET_RATE_LIMITED, CloseCode.FLOODING, "flooding",
-                                 peer_id=self.peer_id, call=self.call_id)
+                                        peer_id=self.peer_id, call=self.call_id)
                 await self.end(CloseCode.FLOODING, Reason.DISCONNECTED, "flooding")
             else:
                 self.push(protocol.error_frame(ErrorCode.RATE_LIMITED, "Slow down."))
@@ -461,8 +461,8 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
 
     async def close_slow(self) -> None:
         """Its participation waits for a resume, as after a drop."""
-        await self.record_audit(audit.Action.SOCKET_TOO_SLOW, CloseCode.TOO_SLOW, "not reading", peer_id=self.peer_id,
-                         call=getattr(self, "call_id", None))
+        await self.record_audit(audit.Action.SOCKET_TOO_SLOW, CloseCode.TOO_SLOW, "not reading",
+                                peer_id=self.peer_id, call=getattr(self, "call_id", None))
         await self.suspend(Reason.DISCONNECTED)
         await self.close(code=CloseCode.TOO_SLOW, reason="not reading")
 
