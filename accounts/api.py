@@ -4,7 +4,6 @@ from django.contrib.auth import authenticate, user_logged_in
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
@@ -12,13 +11,26 @@ from rest_framework.views import APIView
 
 from accounts import audit, quotas, services
 from accounts.data import export_user_data
-from accounts.models import User
+from accounts.models import AuditEvent, User
+from accounts.security import client_ip
 
 
 class UserSerializer(serializers.ModelSerializer):
     class Meta:
         model = User
         fields = ("id", "username", "display_name")
+        read_only_fields = fields
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    """An audit event as a room's owner sees it (GET /api/rooms/<slug>/audit/): without the client address."""
+
+    actor = UserSerializer(read_only=True, allow_null=True, help_text="Who acted; null: the system, or nobody "
+                                                                      "logged in (a refused join), or a deleted user.")
+
+    class Meta:
+        model = AuditEvent
+        fields = ("id", "created_at", "action", "actor", "target", "detail")
         read_only_fields = fields
 
 
@@ -107,12 +119,12 @@ class ObtainTokenView(APIView):
             )
         # A log-in like the site's: django-axes records it and clears the failures; last_login is updated.
         user_logged_in.send(sender=type(user), request=request._request, user=user)
-        token, _ = Token.objects.get_or_create(user=user)
+        token = services.create_token(user=user, address=client_ip(request))
         return Response(TokenSerializer({"token": token.key, "user": user}).data)
 
     @extend_schema(summary="Revoke the caller's API token", responses={204: OpenApiResponse(description="Revoked.")})
     def delete(self, request):
-        Token.objects.filter(user=request.user).delete()
+        services.revoke_token(user=request.user, address=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -144,7 +156,7 @@ class MeView(APIView):
         if not request.user.check_password(confirmation.validated_data["password"]):
             return Response({"code": "wrong-password", "detail": "The password is not right."},
                             status=status.HTTP_403_FORBIDDEN)
-        services.delete_account(user=request.user, address=request.META.get("REMOTE_ADDR"))
+        services.delete_account(user=request.user, address=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -167,7 +179,7 @@ class MeExportView(APIView):
     @extend_schema(summary="Download your data (profile, rooms, memberships, call history, audit events)",
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        audit.record("account.exported", actor=request.user, target=f"user:{request.user.pk}",
-                     address=request.META.get("REMOTE_ADDR"), via="api")
+        audit.record(audit.Action.ACCOUNT_EXPORTED, actor=request.user, target=f"user:{request.user.pk}",
+                     address=client_ip(request), via="api")
         data = export_user_data(request.user)
         return Response(data, headers={"Content-Disposition": 'attachment; filename="parley-export.json"'})

@@ -2,11 +2,16 @@
 
 Django has no "password changed" or "deactivated" signal: the user's password and is_active are read before a save
 and compared after it, which catches every path (the password change and reset pages, the admin, `changepassword`,
-code calling `set_password()`).
+code calling `set_password()`). A page that changes a password says where it came from by setting
+`_parley_address` and `_parley_via` on the user before it saves (accounts/views.py, accounts/admin.py).
+
+Log-ins, their failures and lockouts exist only as signals (Django's and django-axes'): they are handed to the
+services here too, which audit them.
 """
 
+from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
-from django.contrib.auth.signals import user_logged_out
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
@@ -37,8 +42,27 @@ def remember_credentials(sender, instance, raw=False, update_fields=None, **kwar
 def credentials_saved(sender, instance, created, **kwargs):
     before, password_set = getattr(instance, "_parley_before", (None, False))
     instance._parley_before = (None, False)
+    address, via = getattr(instance, "_parley_address", None), getattr(instance, "_parley_via", "")
+    instance._parley_address, instance._parley_via = None, ""
     if not created:
-        services.user_saved(user=instance, before=before, password_set=password_set)
+        services.user_saved(user=instance, before=before, password_set=password_set, address=address, via=via)
+
+
+@receiver(user_logged_in, dispatch_uid="parley-audit-logged-in")
+def logged_in(sender, request, user, **kwargs):
+    if request is not None and user is not None:
+        services.logged_in(user=user, request=request)
+
+
+@receiver(user_login_failed, dispatch_uid="parley-audit-login-failed")
+def login_failed(sender, credentials, request=None, **kwargs):
+    username = credentials.get(User.USERNAME_FIELD) or credentials.get("username") or ""
+    services.log_in_failed(username=str(username), request=request)
+
+
+@receiver(user_locked_out, dispatch_uid="parley-audit-locked-out")
+def locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
+    services.locked_out(username=str(username or ""), request=request, address=ip_address)
 
 
 @receiver(pre_delete, sender=User, dispatch_uid="parley-user-deleted")

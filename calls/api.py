@@ -21,8 +21,10 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.api import UserSerializer
-from accounts.models import User
+from accounts import audit
+from accounts.api import AuditEventSerializer, UserSerializer
+from accounts.models import AuditEvent, User
+from accounts.security import client_ip
 from calls import services
 from calls.api_filters import CallFilterSerializer, RoomFilterSerializer
 from calls.ice import ice_servers_for
@@ -161,17 +163,19 @@ class RoomViewSet(ServiceRules, viewsets.ModelViewSet):
         if slug and Room.objects.filter(slug=slug).exists():
             raise Conflict(f"A room with the slug {slug!r} exists already.")
         try:  # create_room is atomic: a refusal's audit event outlives it, a lost race rolls it back whole
-            room = services.create_room(owner=self.request.user, slug=slug, **fields)
+            room = services.create_room(owner=self.request.user, slug=slug, address=client_ip(self.request),
+                                        **fields)
         except IntegrityError:  # lost a race for the same slug
             raise Conflict(f"A room with the slug {slug!r} exists already.") from None
         serializer.instance = rooms_for(self.request.user).get(pk=room.pk)
 
     def perform_update(self, serializer):
-        room = services.update_room(by=self.request.user, room=serializer.instance, **serializer.validated_data)
+        room = services.update_room(by=self.request.user, room=serializer.instance, address=client_ip(self.request),
+                                    **serializer.validated_data)
         serializer.instance = rooms_for(self.request.user).get(pk=room.pk)
 
     def perform_destroy(self, room):
-        services.delete_room(by=self.request.user, room=room)
+        services.delete_room(by=self.request.user, room=room, address=client_ip(self.request))
 
     @extend_schema(summary="A ticket to open the room's signaling socket", request=None,
                    responses={200: TicketSerializer},
@@ -185,7 +189,7 @@ class RoomViewSet(ServiceRules, viewsets.ModelViewSet):
             services.check_may_join(room=room, user=request.user)
         except services.JoinRefused as refusal:
             raise PermissionDenied(str(refusal)) from None
-        ticket = issue_ticket(user=request.user, room=room)
+        ticket = issue_ticket(user=request.user, room=room, address=client_ip(request))
         return Response({"ticket": ticket, "expires_in": settings.PARLEY_SIGNALING["TICKET_TTL"]})
 
 
@@ -220,14 +224,16 @@ class MemberViewSet(ServiceRules, RoomScoped, mixins.ListModelMixin, mixins.Crea
     def perform_create(self, serializer):
         serializer.instance = services.add_member(by=self.request.user, room=self.get_room(),
                                                   user=serializer.validated_data["username"],
-                                                  role=serializer.validated_data["role"])
+                                                  role=serializer.validated_data["role"],
+                                                  address=client_ip(self.request))
 
     def perform_update(self, serializer):
         serializer.instance = services.change_role(by=self.request.user, membership=serializer.instance,
-                                                   role=serializer.validated_data["role"])
+                                                   role=serializer.validated_data["role"],
+                                                   address=client_ip(self.request))
 
     def perform_destroy(self, membership):
-        services.remove_member(by=self.request.user, membership=membership)
+        services.remove_member(by=self.request.user, membership=membership, address=client_ip(self.request))
 
     @extend_schema(
         summary="People to add: usernames and display names that match (owner, moderators)",
@@ -274,10 +280,15 @@ class InviteViewSet(ServiceRules, RoomScoped, mixins.ListModelMixin, mixins.Crea
         return Invite.objects.filter(room=self.get_room()).select_related("room", "created_by")
 
     def perform_create(self, serializer):
-        serializer.save(room=self.get_room(), created_by=self.request.user)
+        invite = serializer.save(room=self.get_room(), created_by=self.request.user)
+        audit.record(audit.Action.INVITE_CREATED, actor=self.request.user, target=services.room_target(invite.room),
+                     address=client_ip(self.request), invite=invite.pk, expires_at=invite.expires_at.isoformat(),
+                     max_uses=invite.max_uses)
 
     def perform_destroy(self, invite):
-        Invite.objects.filter(pk=invite.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        if Invite.objects.filter(pk=invite.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            audit.record(audit.Action.INVITE_REVOKED, actor=self.request.user, target=services.room_target(invite.room),
+                         address=client_ip(self.request), invite=invite.pk, uses=invite.use_count)
 
 
 # --- Live participants ----------------------------------------------------------------------------
@@ -304,8 +315,34 @@ class ParticipantViewSet(ServiceRules, RoomScoped, mixins.ListModelMixin, viewse
     )
     @action(detail=True, methods=["post"])
     def kick(self, request, slug=None, peer_id=None):
-        services.kick_participant(by=request.user, participant=self.get_object())
+        services.kick_participant(by=request.user, participant=self.get_object(), address=client_ip(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Audit trail ---------------------------------------------------------------------------------
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="The room's audit trail, newest first (owner)", parameters=[SLUG],
+        description="The audit events whose target is the room (docs/operations.md, \"Audit trail\"): settings "
+                    "changed, locks, members and roles, invites, kicks, tickets, refused joins and rate-limit "
+                    "closes of its signaling socket, rings into it. Only those since the room was created (a "
+                    "former room of the same slug is not shown). Client addresses are left out: operators see "
+                    "them in the admin. A member who is not the owner gets 403; a private room the caller does "
+                    "not belong to is a 404."),
+)
+class RoomAuditViewSet(RoomScoped, mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = AuditEventSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular generating the schema
+            return AuditEvent.objects.none()
+        room = self.get_room()
+        if room.role != Role.OWNER:
+            raise PermissionDenied("Only the room's owner sees its audit trail.")
+        return (AuditEvent.objects.filter(target=services.room_target(room), created_at__gte=room.created_at)
+                .select_related("actor").order_by("-created_at", "-id"))
 
 
 # --- Call history ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ urlpatterns = [
          name="room-participants"),
     path("rooms/<slug:slug>/participants/<uuid:peer_id>/kick/", api.ParticipantViewSet.as_view({"post": "kick"}),
          name="room-participant-kick"),
+    path("rooms/<slug:slug>/audit/", api.RoomAuditViewSet.as_view({"get": "list"}), name="room-audit"),
     path("ice-servers/", api.IceServersView.as_view(), name="ice-servers"),
 ]
 # Last in /api/: addresses that match nothing, e.g. a slug with characters slugs cannot have. [\s\S] matches

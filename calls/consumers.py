@@ -11,6 +11,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from accounts import audit
 from calls import continuity, liveness, metrics, protocol, quality, services, tickets
 from calls.db_threads import in_db_thread
 from calls.ice import ice_servers_for
@@ -126,6 +127,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
     joined = False
     counted = False  # in the open-sockets gauge
     relay_count = 0  # frames relayed: one in metrics.RELAY_SAMPLE_EVERY is timed
+    audit_user = None  # who authenticated (a ticket's user), for the audit events of refusals and closes
 
     async def __call__(self, scope, receive, send):
         # Channels' own loop (await_many_dispatch) makes a task and an asyncio.wait for every message, to listen
@@ -258,6 +260,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             raise JoinRefused(CloseCode.NOT_AUTHENTICATED, "Not authenticated.")
+        self.audit_user = user
         return user
 
     def welcome_frame(self, joined: Joined) -> str:
@@ -309,7 +312,17 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
 
     async def refuse(self, code: int, reason: str) -> None:
         logger.info("signaling refused for %s: %s (%s)", self.scope.get("path"), reason, code)
+        await self.record_audit(audit.Action.JOIN_REFUSED, code, reason)
         await self.close(code=code, reason=reason)
+
+    async def record_audit(self, action: str, code: int, reason: str, **detail) -> None:
+        """An audit event of a refusal or a close (never of an accepted frame), in a database thread; a failure to
+        write it is logged and changes nothing."""
+        try:
+            await in_db_thread(audit.record_socket)(action, scope=self.scope, user=self.audit_user, code=code,
+                                                    reason=reason, **detail)
+        except Exception:
+            logger.exception("signaling: could not audit %s in %s", action, self.room_slug)
 
     def header(self, name: bytes) -> str:
         for key, value in self.scope.get("headers", ()):
@@ -328,6 +341,8 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             metrics.FRAME_LIMIT.inc()
             if now - self.bucket.limited_since >= self.flood_grace:
                 metrics.FLOOD_CLOSE.inc()
+                await self.record_audit(audit.Action.SOCKET_RATE_LIMITED, CloseCode.FLOODING, "flooding",
+                                        peer_id=self.peer_id, call=self.call_id)
                 await self.end(CloseCode.FLOODING, Reason.DISCONNECTED, "flooding")
             else:
                 self.push(protocol.error_frame(ErrorCode.RATE_LIMITED, "Slow down."))
@@ -446,6 +461,8 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
 
     async def close_slow(self) -> None:
         """Its participation waits for a resume, as after a drop."""
+        await self.record_audit(audit.Action.SOCKET_TOO_SLOW, CloseCode.TOO_SLOW, "not reading",
+                                peer_id=self.peer_id, call=getattr(self, "call_id", None))
         await self.suspend(Reason.DISCONNECTED)
         await self.close(code=CloseCode.TOO_SLOW, reason="not reading")
 
@@ -517,6 +534,8 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
         if code == CloseCode.NORMAL:
             await self.leave(Reason.LEFT)
         elif code in protocol.BROKEN_PROTOCOL_CLOSE_CODES:  # refused by the server itself: nothing to resume
+            await self.record_audit(audit.Action.SOCKET_PROTOCOL_BROKEN, code, "broke the WebSocket protocol",
+                                    peer_id=self.peer_id)
             await self.leave(Reason.DISCONNECTED)
         elif code == CloseCode.SERVICE_RESTART:  # uvicorn closes every socket with 1012 when it stops
             await self.suspend(Reason.SERVER_SHUTDOWN)

@@ -10,6 +10,7 @@ from django.http.cookie import parse_cookie
 from django.http.request import split_domain_port, validate_host
 from django.urls import path
 
+from accounts import audit
 from calls.consumers import SignalingConsumer
 from calls.db_threads import in_db_thread
 from calls.protocol import CloseCode
@@ -86,8 +87,18 @@ class OriginCheckMiddleware:
         if message["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
+        await audit_refusal(scope, origin)
         # A plain int: daphne's WebSocket library refuses an IntEnum as a close code.
         await send({"type": "websocket.close", "code": int(CloseCode.FORBIDDEN)})
+
+
+async def audit_refusal(scope, origin: str) -> None:
+    """`join.refused` for a foreign origin (in a signaling database thread); a failure is logged only."""
+    try:
+        await in_db_thread(audit.record_socket)(audit.Action.JOIN_REFUSED, scope=scope, code=CloseCode.FORBIDDEN,
+                                                reason="origin not allowed")
+    except Exception:
+        logger.exception("signaling: could not audit the refusal of origin %r", origin)
 
 
 def user_of_session(session_key: str):

@@ -32,24 +32,37 @@ def unique_slug_for(name: str) -> str:
     return slug
 
 
-def create_room(*, owner, name: str, slug: str = "", **fields) -> Room:
-    """Create a room and make its creator the owner member. Refused (`quota-exceeded`) over the owner's quota."""
+def create_room(*, owner, name: str, slug: str = "", address: str | None = None, **fields) -> Room:
+    """Create a room and make its creator the owner member. Refused (`quota-exceeded`) over the owner's quota.
+    `address` is the client's, for the audit trail."""
     try:
-        return _create_room(owner=owner, name=name, slug=slug, **fields)
+        return _create_room(owner=owner, name=name, slug=slug, address=address, **fields)
     except quotas.QuotaExceeded as exceeded:
-        audit.record("quota.refused", actor=owner, target=f"room:{slug or name}", quota=exceeded.quota,
-                     limit=exceeded.limit, used=exceeded.used)
+        audit.record("quota.refused", actor=owner, target=f"room:{slug or name}", address=address,
+                     quota=exceeded.quota, limit=exceeded.limit, used=exceeded.used)
         raise Refused(Refused.QUOTA_EXCEEDED, str(exceeded), quota=exceeded) from None
 
 
 @transaction.atomic
-def _create_room(*, owner, name: str, slug: str, **fields) -> Room:
+def _create_room(*, owner, name: str, slug: str, address: str | None, **fields) -> Room:
     get_user_model().objects.select_for_update().filter(pk=owner.pk).first()  # one quota check at a time per owner
     quotas.check(user=owner, quota="rooms")
     room = Room.objects.create(owner=owner, name=name, slug=slug or unique_slug_for(name), **fields)
     RoomMembership.objects.create(room=room, user=owner, role=RoomMembership.Role.OWNER)
+    audit.record(audit.Action.ROOM_CREATED, actor=owner, target=room_target(room), address=address, name=room.name,
+                 visibility=room.visibility, kind=room.kind, max_participants=room.max_participants,
+                 locked=room.locked)
     events.emit(events.ROOM_CREATED, room_id=room.pk, room=room, payload={"room": events.room_data(room)})
     return room
+
+
+def json_ready(value):
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def room_target(room: Room) -> str:
+    """How audit events name a room (GET /api/rooms/<slug>/audit/ lists those of its slug)."""
+    return f"room:{room.slug}"
 
 
 # --- Joining and leaving calls -------------------------------------------------------------------
@@ -373,7 +386,7 @@ def require(*, by, room: Room, action: str, role: str | None = None) -> str | No
 # --- Ending connections from outside (REST API, admin) ---------------------------------------------
 
 
-def kick_participant(*, by, participant: CallParticipant) -> None:
+def kick_participant(*, by, participant: CallParticipant, address: str | None = None) -> None:
     """Remove a peer from its live call: its socket closes with 4403 and the others see `peer-left: kicked`.
     Moderators cannot remove the owner or other moderators."""
     room = participant.call.room
@@ -382,6 +395,10 @@ def kick_participant(*, by, participant: CallParticipant) -> None:
         raise Refused(Refused.NOT_ALLOWED, "Moderators cannot remove the owner or other moderators.")
     with transaction.atomic():
         end_connection(participant=participant, reason=Reason.KICKED, close_code=CloseCode.FORBIDDEN)
+        audit.record(audit.Action.PARTICIPANT_KICKED, actor=by, target=room_target(room), address=address,
+                     call=participant.call_id, peer_id=str(participant.peer_id),
+                     user=participant.user.username if participant.user_id else participant.display_name,
+                     ban_seconds=settings.PARLEY_KICK_BAN_SECONDS)
 
 
 def end_call(*, by, call: Call) -> int:
@@ -468,24 +485,32 @@ def prepare_user_deletion(*, user) -> None:
 
 
 @transaction.atomic
-def update_room(*, by, room: Room, **changes) -> Room:
+def update_room(*, by, room: Room, address: str | None = None, **changes) -> Room:
     """Save the changes; locking a room ends the live connections of everyone but its owner and moderators."""
     require(by=by, room=room, action="change-room")
     was_locked = room.locked
+    changed = {}
     for name, value in changes.items():
+        if name != "locked" and getattr(room, name) != value:
+            changed[name] = [json_ready(getattr(room, name)), json_ready(value)]
         setattr(room, name, value)
     room.save()
+    if changed:
+        audit.record(audit.Action.ROOM_CHANGED, actor=by, target=room_target(room), address=address, changes=changed)
     events.emit(events.ROOM_UPDATED, room_id=room.pk, room=room, payload={"room": events.room_data(room)})
     if room.locked and not was_locked:
         closed = close_room_connections(room=room, reason=Reason.ROOM_LOCKED, close_code=CloseCode.FORBIDDEN,
                                         spare_moderators=True)
         logger.info("room %s locked by %s: closed %d connection(s)", room.slug, by, closed)
+        audit.record(audit.Action.ROOM_LOCKED, actor=by, target=room_target(room), address=address, closed=closed)
+    elif was_locked and not room.locked:
+        audit.record(audit.Action.ROOM_UNLOCKED, actor=by, target=room_target(room), address=address)
     end_connections_without_access(room=room)  # e.g. a public room made private: its outsiders go
     return room
 
 
 @transaction.atomic
-def delete_room(*, by, room: Room) -> int:
+def delete_room(*, by, room: Room, address: str | None = None) -> int:
     """End the room's live connections (close code 4404, `room-closed`), then delete it. Its calls stay in the
     call log, detached from the room.
 
@@ -495,32 +520,41 @@ def delete_room(*, by, room: Room) -> int:
     closed = close_room_connections(room=room, reason=Reason.ROOM_CLOSED, close_code=CloseCode.NOT_FOUND)
     logger.info("room %s (id %s) deleted by %s: closed %d connection(s)", room.slug, room.pk, by, closed)
     events.emit(events.ROOM_DELETED, room_id=room.pk, room=room, payload={"room": events.room_data(room)})
+    audit.record(audit.Action.ROOM_DELETED, actor=by, target=room_target(room), address=address, name=room.name,
+                 closed=closed)
     room.delete()
     return closed
 
 
-def add_member(*, by, room: Room, user, role: str = Role.MEMBER) -> RoomMembership:
+def add_member(*, by, room: Room, user, role: str = Role.MEMBER, address: str | None = None) -> RoomMembership:
     require(by=by, room=room, action="add-member" if role == Role.MEMBER else "add-moderator")
     if role == Role.OWNER:
         raise Refused(Refused.NOT_ALLOWED, "A room has one owner.")
     try:
         with transaction.atomic():
-            return RoomMembership.objects.create(room=room, user=user, role=role)
+            membership = RoomMembership.objects.create(room=room, user=user, role=role)
+            audit.record(audit.Action.MEMBER_ADDED, actor=by, target=room_target(room), address=address,
+                         user=user.username, role=role)
+            return membership
     except IntegrityError:
         raise Refused(Refused.CONFLICT, f"{user.username} is a member already.") from None
 
 
-def change_role(*, by, membership: RoomMembership, role: str) -> RoomMembership:
+def change_role(*, by, membership: RoomMembership, role: str, address: str | None = None) -> RoomMembership:
     require(by=by, room=membership.room, action="change-role")
     if membership.role == Role.OWNER or role == Role.OWNER:
         raise Refused(Refused.NOT_ALLOWED, "The owner's role does not change.")
+    was = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
+    if was != role:
+        audit.record(audit.Action.MEMBER_ROLE_CHANGED, actor=by, target=room_target(membership.room),
+                     address=address, user=membership.user.username, was=was, role=role)
     end_connections_without_access(room=membership.room)  # a moderator made a member, in a locked room
     return membership
 
 
-def remove_member(*, by, membership: RoomMembership) -> None:
+def remove_member(*, by, membership: RoomMembership, address: str | None = None) -> None:
     """The owner removes anyone but themselves; moderators remove plain members; anyone but the owner leaves."""
     room = membership.room
     if membership.role == Role.OWNER:
@@ -535,6 +569,8 @@ def remove_member(*, by, membership: RoomMembership) -> None:
     if not allowed:
         raise Refused(Refused.NOT_ALLOWED, "You may not remove this member.")
     membership.delete()
+    audit.record(audit.Action.MEMBER_REMOVED, actor=by, target=room_target(room), address=address,
+                 user=membership.user.username, role=membership.role, left=membership.user_id == by.pk)
     end_connections_without_access(room=room)
 
 
@@ -547,7 +583,7 @@ class InviteInvalid(Exception):
 
 
 @transaction.atomic
-def accept_invite(*, token: str, user) -> tuple[RoomMembership, bool]:
+def accept_invite(*, token: str, user, address: str | None = None) -> tuple[RoomMembership, bool]:
     """Make the user a member of the invite's room, counting one use. Returns (membership, created).
 
     Someone who already belongs to the room keeps their role and does not use the invite up.
@@ -563,4 +599,6 @@ def accept_invite(*, token: str, user) -> tuple[RoomMembership, bool]:
     )
     if created:
         Invite.objects.filter(pk=invite.pk).update(use_count=F("use_count") + 1)
+        audit.record(audit.Action.INVITE_USED, actor=user, target=room_target(invite.room), address=address,
+                     invite=invite.pk, uses=invite.use_count + 1, max_uses=invite.max_uses)
     return membership, created

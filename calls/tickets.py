@@ -13,6 +13,8 @@ from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.cache import caches
 
+from accounts import audit
+
 SALT = "parley.signaling-ticket"
 
 
@@ -31,9 +33,14 @@ def ticket_ttl() -> int:
 ME = ":me"
 
 
-def issue_ticket(*, user, room=None, target: str = "") -> str:
-    """A ticket for the room's socket, or for `target` (ME)."""
-    return signing.dumps({"u": user.pk, "r": target or room.slug, "n": secrets.token_urlsafe(12)}, salt=SALT)
+def issue_ticket(*, user, room=None, target: str = "", address: str | None = None) -> str:
+    """A ticket for the room's socket, or for `target` (ME). Audited (`ticket.issued`, with the client's `address`
+    when a request asked for it); the ticket itself is never recorded."""
+    bound = target or room.slug
+    ticket = signing.dumps({"u": user.pk, "r": bound, "n": secrets.token_urlsafe(12)}, salt=SALT)
+    audit.record(audit.Action.TICKET_ISSUED, actor=user, target=f"user:{user.pk}" if target == ME else f"room:{bound}",
+                 address=address, socket="me" if target == ME else "room", expires_in=ticket_ttl())
+    return ticket
 
 
 def redeem_ticket(*, ticket: str, room_slug: str):

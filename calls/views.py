@@ -13,6 +13,7 @@ from django.template import loader
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from accounts.security import client_ip
 from calls import history, services
 from calls.forms import RoomForm
 from calls.models import Call, CallParticipant, Invite, Room, RoomMembership
@@ -50,7 +51,7 @@ def home(request):
     form = RoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            room = services.create_room(owner=request.user, **form.cleaned_data)
+            room = services.create_room(owner=request.user, address=client_ip(request), **form.cleaned_data)
         except services.Refused as refusal:
             form.add_error(None, refusal.detail)
         else:
@@ -229,7 +230,7 @@ def accept_invite(request, token: str):
             return redirect(invite.room)
         return render(request, "calls/invite_confirm.html", {"room": invite.room, "invite": invite})
     try:
-        membership, created = services.accept_invite(token=token, user=request.user)
+        membership, created = services.accept_invite(token=token, user=request.user, address=client_ip(request))
     except services.InviteInvalid as invalid:
         return invite_problem(request, invalid.state)
     room = membership.room

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
+from accounts.security import client_ip
 from calls.api import Conflict
 from calls.serializers import TicketSerializer
 from calls.tickets import ME, issue_ticket
@@ -132,7 +133,7 @@ class RingViewSet(RingRefusals, mixins.ListModelMixin, viewsets.GenericViewSet):
         data = RingCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         ring = services.start_ring(caller=request.user, callee_username=data.validated_data["callee"],
-                                   room_slug=data.validated_data.get("room", ""))
+                                   room_slug=data.validated_data.get("room", ""), address=client_ip(request))
         return Response(services.ring_object(ring), status=status.HTTP_201_CREATED)
 
     def ring_id(self, pk) -> int:
@@ -145,7 +146,8 @@ class RingViewSet(RingRefusals, mixins.ListModelMixin, viewsets.GenericViewSet):
                    description="The ring becomes `answered`; both people get `ring-answered` and open the room.")
     @action(detail=True, methods=["post"])
     def accept(self, request, pk=None):
-        return Response(services.ring_object(services.accept_ring(by=request.user, ring_id=self.ring_id(pk))))
+        return Response(services.ring_object(services.accept_ring(by=request.user, ring_id=self.ring_id(pk),
+                                                                  address=client_ip(request))))
 
     @extend_schema(summary="Decline a ring (the person called)", request=DeclineSerializer, parameters=[RING_ID],
                    responses={200: RingSerializer},
@@ -157,14 +159,15 @@ class RingViewSet(RingRefusals, mixins.ListModelMixin, viewsets.GenericViewSet):
         data.is_valid(raise_exception=True)
         busy = data.validated_data.get("reason") == "busy"
         return Response(services.ring_object(services.decline_ring(by=request.user, ring_id=self.ring_id(pk),
-                                                                   busy=busy)))
+                                                                   busy=busy, address=client_ip(request))))
 
     @extend_schema(summary="Hang up before the ring is answered (the caller)", request=None, parameters=[RING_ID],
                    responses={200: RingSerializer},
                    description="The ring becomes `cancelled`; both people get `ring-ended`.")
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
-        return Response(services.ring_object(services.cancel_ring(by=request.user, ring_id=self.ring_id(pk))))
+        return Response(services.ring_object(services.cancel_ring(by=request.user, ring_id=self.ring_id(pk),
+                                                                  address=client_ip(request))))
 
 
 class ContactsView(APIView):
@@ -187,5 +190,5 @@ class MeTicketView(APIView):
                    description="For programs that cannot send the session cookie on the WebSocket: open "
                                "`ws/me/?ticket=<ticket>` within `expires_in` seconds. Single use.")
     def post(self, request):
-        return Response({"ticket": issue_ticket(user=request.user, target=ME),
+        return Response({"ticket": issue_ticket(user=request.user, target=ME, address=client_ip(request)),
                          "expires_in": settings.PARLEY_SIGNALING["TICKET_TTL"]})

@@ -18,6 +18,7 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts import audit
 from calls import events, metrics, protocol
 from calls import services as calls_services
 from calls.models import CallParticipant, RelayNode, Room, RoomMembership
@@ -265,7 +266,7 @@ def ring_room(*, caller, callee, room_slug: str) -> Room:
     return room
 
 
-def start_ring(*, caller, callee_username: str, room_slug: str = "") -> Ring:
+def start_ring(*, caller, callee_username: str, room_slug: str = "", address: str | None = None) -> Ring:
     """Ring a person: a contact, or a member of the given room. The callee's sockets get `ring`."""
     callee = User.objects.filter(username=callee_username, is_active=True).first()
     if callee is not None and callee.pk == caller.pk:
@@ -285,6 +286,8 @@ def start_ring(*, caller, callee_username: str, room_slug: str = "") -> Ring:
                                        callee_name=callee.name_shown, room=room, room_name=room.name,
                                        created_at=now, expires_at=now + timedelta(seconds=ring_seconds()))
             ring = rings_with_people().get(pk=ring.pk)
+            audit.record(audit.Action.RING_STARTED, actor=caller, target=f"room:{room.slug}", address=address,
+                         ring=ring.pk, callee=callee.username, direct=room.is_direct)
             send_to_users([callee.pk], {"type": "ring", "ring": ring_object(ring)})
             transaction.on_commit(lambda: expire_later(ring.pk, ring_seconds()))
     except IntegrityError:  # a second ring of the same caller, at the same moment
@@ -308,7 +311,7 @@ def ring_of(*, by, ring_id) -> Ring:
     return ring
 
 
-def decide(*, by, ring_id, party: str, state: str) -> Ring:
+def decide(*, by, ring_id, party: str, state: str, address: str | None = None) -> Ring:
     """Record the ring's outcome if it is still ringing and `by` is the `party` ("caller" or "callee") that may
     decide it; tell both people. Exactly one decision wins."""
     ring = ring_of(by=by, ring_id=ring_id)
@@ -323,7 +326,7 @@ def decide(*, by, ring_id, party: str, state: str) -> Ring:
         decided = Ring.objects.filter(pk=ring.pk, state=State.RINGING, expires_at__gt=now).update(**changes)
         ring = rings_with_people().get(pk=ring.pk)
         if decided:
-            emit_ring_ended(ring)
+            emit_ring_ended(ring, by=by, address=address)
             send_to_users([ring.caller_id, ring.callee_id], {"type": DECIDED_FRAMES[state], "ring": ring_object(ring)})
     if not decided:
         expire_rings(ids=[ring.pk])  # it ran out before the sweep saw it
@@ -334,9 +337,13 @@ def decide(*, by, ring_id, party: str, state: str) -> Ring:
     return ring
 
 
-def emit_ring_ended(ring: Ring) -> None:
-    """The `ring.ended` event (docs/webhooks.md), in the transaction that decides the ring."""
+def emit_ring_ended(ring: Ring, *, by=None, address: str | None = None) -> None:
+    """The `ring.ended` event (docs/webhooks.md) and audit event, in the transaction that decides the ring. `by`
+    decided it (None: it ran out)."""
     metrics.RINGS.labels(ring.state).inc()
+    audit.record(audit.Action.RING_ENDED, actor=by, target=f"room:{ring.room.slug}" if ring.room_id else "",
+                 address=address, ring=ring.pk, outcome=ring.state, caller=ring.caller_name, callee=ring.callee_name,
+                 seconds=max(int((ring.ended_at - ring.created_at).total_seconds()), 0) if ring.ended_at else 0)
     events.emit(events.RING_ENDED, room_id=ring.room_id, payload={"ring": {
         "id": ring.pk, "room_id": ring.room_id, "caller": ring.caller_name, "callee": ring.callee_name,
         "outcome": ring.state, "started_at": ring.created_at.isoformat(),
@@ -345,16 +352,17 @@ def emit_ring_ended(ring: Ring) -> None:
     }})
 
 
-def accept_ring(*, by, ring_id) -> Ring:
-    return decide(by=by, ring_id=ring_id, party="callee", state=State.ANSWERED)
+def accept_ring(*, by, ring_id, address: str | None = None) -> Ring:
+    return decide(by=by, ring_id=ring_id, party="callee", state=State.ANSWERED, address=address)
 
 
-def decline_ring(*, by, ring_id, busy: bool = False) -> Ring:
-    return decide(by=by, ring_id=ring_id, party="callee", state=State.BUSY if busy else State.DECLINED)
+def decline_ring(*, by, ring_id, busy: bool = False, address: str | None = None) -> Ring:
+    return decide(by=by, ring_id=ring_id, party="callee", state=State.BUSY if busy else State.DECLINED,
+                  address=address)
 
 
-def cancel_ring(*, by, ring_id) -> Ring:
-    return decide(by=by, ring_id=ring_id, party="caller", state=State.CANCELLED)
+def cancel_ring(*, by, ring_id, address: str | None = None) -> Ring:
+    return decide(by=by, ring_id=ring_id, party="caller", state=State.CANCELLED, address=address)
 
 
 def expire_rings(*, now=None, ids=None, caller=None) -> int:

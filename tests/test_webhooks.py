@@ -334,8 +334,8 @@ def test_an_owner_registers_a_room_endpoint_and_sees_its_secret_once(settings, a
         "disabled_reason"] == "by-owner"
     assert api.get(f"/api/webhooks/{created['id']}/deliveries/").json()["results"] == []
     assert api.delete(f"/api/webhooks/{created['id']}/").status_code == status.HTTP_204_NO_CONTENT
-    assert list(AuditEvent.objects.filter(actor=alice).order_by("id").values_list("action", flat=True)) == [
-        "webhook.created", "webhook.changed", "webhook.deleted"]
+    assert list(AuditEvent.objects.filter(actor=alice, action__startswith="webhook.").order_by("id")
+                .values_list("action", flat=True)) == ["webhook.created", "webhook.changed", "webhook.deleted"]
 
 
 def test_only_the_owner_registers_a_rooms_endpoint_and_only_staff_a_global_one(settings, alice, bob, carol,
