@@ -35,6 +35,7 @@ class Action(models.TextChoices):
     INVITE_USED = "invite.used", "Invite used"
     INVITE_REVOKED = "invite.revoked", "Invite revoked"
     PARTICIPANT_KICKED = "participant.kicked", "Participant removed from a call"
+    CALL_ENDED = "call.ended", "Call ended for everyone"
     JOIN_REFUSED = "join.refused", "Join refused (signaling socket)"
     SOCKET_RATE_LIMITED = "socket.rate-limited", "Socket closed for flooding (4429)"
     SOCKET_TOO_SLOW = "socket.too-slow", "Socket closed for not reading (4413)"

@@ -7,6 +7,8 @@ from django.http import HttpResponse
 from django.urls import path
 from django.utils import timezone
 
+from accounts import audit
+from accounts.security import client_ip
 from calls import admin_views, events, quality, retention, services
 from calls.models import (
     Call,
@@ -67,10 +69,13 @@ class RoomAdmin(admin.ModelAdmin):
         if not change:  # staff create rooms for anyone, over quotas; the room's creation is still an event
             super().save_model(request, room, form, change)
             events.emit(events.ROOM_CREATED, room_id=room.pk, room=room, payload={"room": events.room_data(room)})
+            audit.record(audit.Action.ROOM_CREATED, actor=request.user, target=services.room_target(room),
+                         address=client_ip(request), name=room.name, owner=room.owner.username, via="admin")
             return
         fields = {f.name for f in Room._meta.concrete_fields}
         changes = {name: form.cleaned_data[name] for name in form.changed_data if name in fields}
-        services.update_room(by=request.user, room=Room.objects.get(pk=room.pk), **changes)
+        services.update_room(by=request.user, room=Room.objects.get(pk=room.pk), address=client_ip(request),
+                             **changes)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
@@ -78,11 +83,11 @@ class RoomAdmin(admin.ModelAdmin):
             services.end_connections_without_access(room=form.instance)
 
     def delete_model(self, request, room):
-        services.delete_room(by=request.user, room=room)
+        services.delete_room(by=request.user, room=room, address=client_ip(request))
 
     def delete_queryset(self, request, queryset):
         for room in queryset:
-            services.delete_room(by=request.user, room=room)
+            services.delete_room(by=request.user, room=room, address=client_ip(request))
 
 
 def number(value, unit: str = "", places: int = 0) -> str:

@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from accounts.security import client_ip
 from calls import charts, dashboard, live_view, services
 from calls.models import Call, CallParticipant
 
@@ -49,7 +50,7 @@ def kick(request, model_admin, peer_id):
         return redirect("admin:calls_call_live")
     if request.method == "POST":
         try:
-            services.kick_participant(by=request.user, participant=participant)
+            services.kick_participant(by=request.user, participant=participant, address=client_ip(request))
         except services.Refused as refused:
             messages.error(request, refused.detail)
         else:
@@ -70,7 +71,7 @@ def end_call(request, model_admin, call_id):
         return redirect("admin:calls_call_live")
     if request.method == "POST":
         try:
-            closed = services.end_call(by=request.user, call=call)
+            closed = services.end_call(by=request.user, call=call, address=client_ip(request))
         except services.Refused as refused:
             messages.error(request, refused.detail)
         else:

@@ -401,7 +401,7 @@ def kick_participant(*, by, participant: CallParticipant, address: str | None = 
                      ban_seconds=settings.PARLEY_KICK_BAN_SECONDS)
 
 
-def end_call(*, by, call: Call) -> int:
+def end_call(*, by, call: Call, address: str | None = None) -> int:
     """End a live call for everyone: each live participant is removed as a kick removes one (4403, `kicked`),
     and the call ends with the last of them. The rules of a kick: owners, moderators and operators; a moderator
     cannot end a call the owner or another moderator is in. Returns how many connections were closed."""
@@ -421,6 +421,8 @@ def end_call(*, by, call: Call) -> int:
         for participant in live:
             end_connection(participant=participant, reason=Reason.KICKED, close_code=CloseCode.FORBIDDEN)
         end_call_if_empty(call=call)  # a call with nobody live left in it (all suspended rows gone meanwhile)
+    audit.record(audit.Action.CALL_ENDED, actor=by, target=room_target(room) if room else f"call:{call.pk}",
+                 address=address, call=call.pk, closed=len(live))
     logger.info("call %s ended by %s: closed %d connection(s)", call.pk, by, len(live))
     return len(live)
 

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import AuditEvent
 from calls import services
 from calls.models import Call, CallParticipant, CallQuality, RelayNode
 from tests.helpers import a_past_call, in_call
@@ -142,6 +143,9 @@ def test_ending_a_call_removes_everyone_and_ends_it(operator, live_call):
     assert call.ended_at is not None
     assert sorted(call.participants.values_list("leave_reason", flat=True)) == ["kicked", "kicked"]
     assert "No calls in progress." in response.content.decode()
+    ended = AuditEvent.objects.get(action="call.ended")
+    assert (ended.target, ended.address, ended.detail) == ("room:board-room", "127.0.0.1",
+                                                            {"call": call.pk, "closed": 2})
 
 
 def test_a_post_without_the_csrf_token_is_refused(admin_user, live_call):

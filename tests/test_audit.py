@@ -530,3 +530,15 @@ def test_audit_events_go_with_the_call_log_after_its_retention_and_not_before(se
     assert not AuditEvent.objects.filter(pk=old.pk).exists()
     assert AuditEvent.objects.filter(action="room.created", target=f"room:{room.slug}").exists()
     assert CallParticipant.objects.count() == 0
+
+
+def test_a_room_created_in_the_admin_is_audited_with_the_operators_address(client, admin_user, alice):
+    client.force_login(admin_user)
+    response = client.post("/admin/calls/room/add/", {
+        "name": "Ops room", "slug": "ops-room", "owner": alice.pk, "visibility": "private", "kind": "group",
+        "max_participants": 4, "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
+    }, REMOTE_ADDR=ADDRESS)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    event = only("room.created")
+    assert (event.actor, event.target, event.address) == (admin_user, "room:ops-room", ADDRESS)
+    assert event.detail["via"] == "admin" and event.detail["owner"] == "alice"
