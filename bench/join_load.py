@@ -244,11 +244,14 @@ async def run_joins(args: argparse.Namespace, cast: list[Person]) -> dict[str, A
     try:
         for sampler in samplers:
             sampler.mark()
+        rss_before = [sampler.rss_now_mb() for sampler in samplers]
         started = time.monotonic()
         join_ms, last = await join_everyone(sockets, args, failures)
         for sampler in samplers:
             sampler.mark()
         rows = await rows_settle(len(cast), len(join_ms), args.settle)
+        await asyncio.sleep(2)  # every socket joined and idle: what each costs the server
+        rss_joined = [sampler.rss_now_mb() for sampler in samplers]
     finally:
         await close_everyone(sockets)
         stop.set()
@@ -258,7 +261,11 @@ async def run_joins(args: argparse.Namespace, cast: list[Person]) -> dict[str, A
             "live_rows": rows, "rows_ok": rows == len(cast) == len(join_ms),
             "servers": [{"pid": s.pid, "cpu_mean_pct": rounded(s.cpu_mean_pct, 1),
                          "cpu_ms_per_join": round(1000 * s.cpu_seconds / len(join_ms), 2) if join_ms else None,
-                         "rss_peak_mb": rounded(s.rss_peak_mb, 1)} for s in samplers]}
+                         "rss_peak_mb": rounded(s.rss_peak_mb, 1),
+                         "rss_before_mb": rounded(before, 1), "rss_joined_mb": rounded(joined, 1),
+                         "kb_per_idle_socket": round(1024 * (joined - before) / len(join_ms), 1)
+                         if join_ms and before and joined else None}
+                        for s, before, joined in zip(samplers, rss_before, rss_joined, strict=True)]}
 
 
 class Server:
@@ -403,7 +410,9 @@ def format_summary(s: dict[str, Any]) -> str:
                  f"  live CallParticipant rows of the bench rooms: {s['live_rows']} "
                  f"({'= N' if s['rows_ok'] else 'NOT N'})"]
         lines += [f"  server {x['pid']}: CPU {x['cpu_mean_pct']} % mean, {x['cpu_ms_per_join']} ms per join, "
-                  f"RSS peak {x['rss_peak_mb']} MB" for x in s["servers"]]
+                  f"RSS peak {x['rss_peak_mb']} MB; {x['rss_before_mb']} MB before the joins, "
+                  f"{x['rss_joined_mb']} MB with all joined and idle: {x['kb_per_idle_socket']} KB per socket"
+                  for x in s["servers"]]
         return "\n".join(lines)
     return "\n".join([
         f"storm: {s['peers']} peers on {s['url']}; first join: " + joins(s["first_join"]),

@@ -68,6 +68,12 @@ class ProcessSampler:
         if (sample := self._sample()) is not None:
             self._window.append(sample)
 
+    def rss_now_mb(self) -> float | None:
+        try:
+            return _rss_mb(self.pid)
+        except (OSError, IndexError, ValueError):
+            return None
+
     @property
     def cpu_seconds(self) -> float:
         """CPU time used inside the window."""
