@@ -3,7 +3,9 @@ PROMETHEUS_MULTIPROC_DIR while a call goes on across them."""
 
 import asyncio
 import json
+import os
 import urllib.request
+from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -90,10 +92,14 @@ def two_processes(tmp_path, transactional_db, redis_url):
             server.stop()
 
 
-def scrape(server) -> dict:
+def scrape_text(server) -> str:
     request = urllib.request.Request(f"{server.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     with urllib.request.urlopen(request, timeout=10) as response:
-        return samples(response.read().decode())
+        return response.read().decode()
+
+
+def scrape(server) -> dict:
+    return samples(scrape_text(server))
 
 
 async def receive_type(ws, kind: str) -> dict:
@@ -166,6 +172,10 @@ async def test_a_scrape_of_either_process_counts_a_call_across_both(two_processe
         assert 0 < moved(before, during, "parley_relay_seconds_sum") < 1
         assert moved(before, during, "parley_resumes_total") == 0
         assert value(during, "parley_db_thread_queue_depth") == 0
+        if os.environ.get("PARLEY_DOCS_SCREENSHOTS"):  # regenerates docs/metrics-sample.txt (docs/operations.md)
+            text = await asyncio.to_thread(scrape_text, second)
+            lines = [line for line in text.splitlines() if line.startswith("parley_") and "_created" not in line]
+            Path(os.environ["PARLEY_DOCS_SCREENSHOTS"], "metrics-sample.txt").write_text("\n".join(lines) + "\n")
     finally:
         await a.close()
         await b.close()
