@@ -315,8 +315,11 @@ async def start(handle: JanusHandle, *, sdp: str) -> None:
 async def update_subscription(handle: JanusHandle, *, subscribe: list[int] = (), unsubscribe: list[int] = ()
                               ) -> tuple[list[dict], str | None]:
     """Add and remove feeds of a subscription: the new `streams` and Janus's new offer (None: nothing changed)."""
-    body = {"request": "update", "subscribe": [{"feed": feed} for feed in subscribe],
-            "unsubscribe": [{"feed": feed} for feed in unsubscribe]}
+    body = {"request": "update"}  # Janus refuses an empty list: only the non-empty ones are sent
+    if subscribe:
+        body["subscribe"] = [{"feed": feed} for feed in subscribe]
+    if unsubscribe:
+        body["unsubscribe"] = [{"feed": feed} for feed in unsubscribe]
     data, jsep = await handle.message(body)
     return data.get("streams", []), (jsep or {}).get("sdp")
 

@@ -1,0 +1,296 @@
+"""SFU mode end to end (docs/sfu.md): aiortc clients speak Parley's signaling to a real daphne process, which relays
+their frames to "sfu" to a real Janus; every client publishes one colour and must decode every other client's colour
+(and only theirs) from the streams the server's offers list.
+
+Video is small (160x120, 10 fps) to keep six encoders and thirty decoders modest on a shared machine.
+"""
+
+import asyncio
+import json
+from contextlib import AsyncExitStack, suppress
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+
+from calls import services, tickets
+from calls.models import CallParticipant, Room
+from sfu.models import JanusRoom
+from tests.helpers import eventually
+from tests.janus import ColourTrack, Janus, mean_yuv, near, same_host_only
+from tests.servers import DaphneServer
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+TIMEOUT = 30
+# Flat YUV colours, far enough apart for VP8 at a low bitrate: red, green, blue, yellow, cyan, magenta.
+COLOURS = [(81, 90, 240), (145, 54, 34), (41, 240, 110), (210, 16, 146), (170, 166, 16), (107, 202, 222)]
+
+
+@pytest.fixture(scope="module")
+def janus():
+    with Janus() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sfu_server(janus, django_db_setup, django_db_blocker):
+    """A daphne process of its own, told where Janus is (PARLEY_MESH_MAX stays at its default, 4)."""
+    with django_db_blocker.unblock():
+        server = DaphneServer(env={"PARLEY_JANUS_URL": janus.url, "PARLEY_JANUS_API_SECRET": janus.api_secret,
+                                   "PARLEY_JANUS_ADMIN_KEY": janus.admin_key, "PARLEY_MESH_MAX": "4"})
+        server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def people(django_user_model, password, alice, bob, carol):
+    """Six people of the public room: alice owns it, carol moderates, the others are members."""
+    others = [django_user_model.objects.create_user(name, password=password) for name in ("dave", "erin", "frank")]
+    return [alice, bob, carol, *others]
+
+
+@pytest.fixture
+def call_room(people, public_room):
+    for person in people[3:]:
+        services.add_member(by=people[0], room=public_room, user=person, role=services.Role.MEMBER)
+    return public_room
+
+
+async def set_media(room: Room, media: str) -> None:
+    room.media = media
+    await room.asave(update_fields=["media"])
+
+
+async def ws_url(server, user, room) -> str:
+    ticket = await sync_to_async(tickets.issue_ticket)(user=user, room=room)
+    return f"{server.ws_url}/ws/rooms/{room.slug}/?ticket={ticket}"
+
+
+class SfuClient:
+    """A Parley client in SFU mode: one publisher connection (its colour), one subscriber connection (whatever the
+    server's offers carry). In mesh mode it only listens: the mesh's own media is tested elsewhere."""
+
+    def __init__(self, url: str, name: str, colour: tuple[int, int, int]):
+        self.url, self.name, self.colour = url, name, colour
+        self.publisher_pc = self.subscriber_pc = None
+        self.streams: list[dict] = []  # the last offer's
+        self.colours: dict[str, list] = {}  # peer id -> colours decoded from its stream
+        self.frames: dict[str, int] = {}  # peer id -> frames decoded
+        self.events: list[dict] = []
+        self.errors: list[dict] = []
+        self.offers = 0
+        self.tasks: list[asyncio.Task] = []
+        self.published = asyncio.Event()
+
+    async def __aenter__(self) -> "SfuClient":
+        self.ws = await websockets.connect(self.url, open_timeout=TIMEOUT)
+        self.welcome = json.loads(await asyncio.wait_for(self.ws.recv(), TIMEOUT))
+        assert self.welcome["type"] == "welcome", self.welcome
+        self.media = self.welcome["media"]
+        self.tasks.append(asyncio.create_task(self.listen()))
+        if self.media == "sfu":
+            await self.publish()
+        return self
+
+    @property
+    def peer_id(self) -> str:
+        return self.welcome["peer_id"]
+
+    async def send(self, frame: dict) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def publish(self) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        self.publisher_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.publisher_pc.addTransceiver(ColourTrack(self.colour, width=160, height=120, fps=10),
+                                         direction="sendonly")
+        await self.publisher_pc.setLocalDescription(await self.publisher_pc.createOffer())
+        await self.send({"type": "offer", "to": "sfu", "sdp": self.publisher_pc.localDescription.sdp})
+
+    async def listen(self) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        async for text in self.ws:
+            frame = json.loads(text)
+            kind = frame["type"]
+            if kind == "answer" and frame.get("from") == "sfu":
+                await self.publisher_pc.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="answer"))
+                self.published.set()
+            elif kind == "offer" and frame.get("from") == "sfu":
+                if self.subscriber_pc is None:
+                    self.subscriber_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+                    self.subscriber_pc.on("track", lambda track: self.tasks.append(
+                        asyncio.create_task(self.read(track))))
+                self.streams = frame["streams"]
+                await self.subscriber_pc.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="offer"))
+                await self.subscriber_pc.setLocalDescription(await self.subscriber_pc.createAnswer())
+                await self.send({"type": "answer", "to": "sfu", "sdp": self.subscriber_pc.localDescription.sdp})
+                self.offers += 1
+            elif kind == "media-mode":
+                self.events.append(frame)
+                if frame["media"] == "sfu" and self.media != "sfu":
+                    self.media = "sfu"
+                    await self.publish()
+            elif kind == "error":
+                self.errors.append(frame)
+            else:
+                self.events.append(frame)
+
+    def peer_of_mid(self, mid: str) -> str | None:
+        return next((s["peer_id"] for s in self.streams if s["mid"] == mid and s["kind"] == "video"), None)
+
+    async def read(self, track) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        mid = next(t.mid for t in self.subscriber_pc.getTransceivers() if t.receiver.track is track)
+        count = 0
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            peer_id = self.peer_of_mid(mid)
+            if peer_id is None:
+                continue
+            count += 1
+            self.frames[peer_id] = self.frames.get(peer_id, 0) + 1
+            if count % 3 == 1:  # the colour of one frame in three: enough, and cheaper
+                self.colours.setdefault(peer_id, []).append(mean_yuv(frame))
+
+    def streamed_peers(self) -> set[str]:
+        return {s["peer_id"] for s in self.streams if s["kind"] == "video"}
+
+    async def receives(self, others: list["SfuClient"], frames: int = 5) -> None:
+        """Wait until `frames` frames of each of `others`' colours were decoded from the stream listed as theirs."""
+        async def wait():
+            while not all(sum(near(c, o.colour) for c in self.colours.get(o.peer_id, [])) >= frames for o in others):
+                await asyncio.sleep(0.2)
+        try:
+            await asyncio.wait_for(wait(), TIMEOUT)
+        except asyncio.TimeoutError:
+            seen = {p[:8]: c[-2:] for p, c in self.colours.items()}
+            raise AssertionError(f"{self.name}: streams {self.streams}, colours {seen}, errors {self.errors}") from None
+
+    async def close(self) -> None:
+        with suppress(Exception):
+            await self.ws.close()
+        for pc in (self.publisher_pc, self.subscriber_pc):
+            if pc is not None:
+                await pc.close()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+async def no_janus_room() -> bool:
+    return not await JanusRoom.objects.aexists()
+
+
+def assert_own_colour_never_came_back(client: SfuClient) -> None:
+    for peer_id, colours in client.colours.items():
+        assert peer_id != client.peer_id
+        assert not any(near(c, client.colour) for c in colours), f"{client.name} got its own colour back"
+
+
+async def test_five_peers_in_an_sfu_room_each_receive_the_other_four_then_a_sixth_then_one_leaves(
+        sfu_server, janus, people, call_room, monkeypatch):
+    same_host_only(monkeypatch, janus.ice_address)
+    await set_media(call_room, "sfu")
+    async with AsyncExitStack() as stack:
+        clients = []
+        for n, person in enumerate(people[:5]):
+            client = SfuClient(await ws_url(sfu_server, person, call_room), person.username, COLOURS[n])
+            clients.append(await stack.enter_async_context(client))
+            assert client.media == "sfu"
+        for client in clients:
+            await client.receives([other for other in clients if other is not client])
+
+        sixth = await stack.enter_async_context(
+            SfuClient(await ws_url(sfu_server, people[5], call_room), people[5].username, COLOURS[5]))
+        clients.append(sixth)
+        for client in clients:
+            await client.receives([other for other in clients if other is not client])
+
+        leaver = clients.pop(1)
+        await leaver.send({"type": "leave"})
+        await leaver.close()
+        await eventually(lambda: all(leaver.peer_id not in c.streamed_peers() for c in clients), timeout=TIMEOUT)
+        for client in clients:
+            await client.receives([other for other in clients if other is not client])
+            assert_own_colour_never_came_back(client)
+            assert not client.errors
+    await eventually(no_janus_room, timeout=10)  # destroyed with the call
+
+
+async def test_an_auto_room_moves_from_mesh_to_the_sfu_when_a_fifth_person_joins(
+        sfu_server, janus, people, call_room, monkeypatch):
+    same_host_only(monkeypatch, janus.ice_address)
+    assert call_room.media == "auto"
+    async with AsyncExitStack() as stack:
+        clients = []
+        for n, person in enumerate(people[:4]):
+            client = SfuClient(await ws_url(sfu_server, person, call_room), person.username, COLOURS[n])
+            clients.append(await stack.enter_async_context(client))
+            assert client.media == "mesh"
+        assert not await JanusRoom.objects.aexists()
+
+        fifth = await stack.enter_async_context(
+            SfuClient(await ws_url(sfu_server, people[4], call_room), people[4].username, COLOURS[4]))
+        assert fifth.media == "sfu"
+        clients.append(fifth)
+        for client in clients[:4]:
+            await eventually(lambda c=client: {"type": "media-mode", "media": "sfu"} in
+                             [{k: v for k, v in e.items() if k != "seq"} for e in c.events], timeout=10)
+        for client in clients:
+            await client.receives([other for other in clients if other is not client])
+            assert len(client.streamed_peers()) == 4
+
+
+async def test_a_kicked_peers_stream_goes_from_everyone(sfu_server, janus, people, call_room, monkeypatch):
+    same_host_only(monkeypatch, janus.ice_address)
+    await set_media(call_room, "sfu")
+    alice, bob, carol = people[:3]
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(
+            SfuClient(await ws_url(sfu_server, person, call_room), person.username, COLOURS[n]))
+            for n, person in enumerate((alice, bob, carol))]
+        for client in clients:
+            await client.receives([other for other in clients if other is not client])
+        participant = await CallParticipant.objects.select_related("call__room").aget(peer_id=clients[1].peer_id)
+        await sync_to_async(services.kick_participant)(by=alice, participant=participant)
+        for client in (clients[0], clients[2]):
+            await eventually(lambda c=client: bob_gone(c, clients[1]), timeout=TIMEOUT)
+
+
+def bob_gone(client: SfuClient, kicked: SfuClient) -> bool:
+    return kicked.peer_id not in client.streamed_peers() and any(
+        e.get("type") == "peer-left" and e.get("peer_id") == kicked.peer_id and e.get("reason") == "kicked"
+        for e in client.events)
+
+
+async def test_a_mesh_call_says_mesh_and_refuses_frames_to_the_sfu(sfu_server, people, call_room):
+    await set_media(call_room, "mesh")
+    async with websockets.connect(await ws_url(sfu_server, people[0], call_room)) as ws:
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert welcome["media"] == "mesh"
+        await ws.send(json.dumps({"type": "offer", "to": "sfu", "sdp": "v=0\r\n"}))
+        error = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert error["type"] == "error" and error["code"] == "unknown-peer"
+    assert not await JanusRoom.objects.aexists()
+
+
+async def test_clients_never_see_the_janus_rooms_secret_or_pin(sfu_server, people, call_room):
+    await set_media(call_room, "sfu")
+    async with websockets.connect(await ws_url(sfu_server, people[0], call_room)) as ws:
+        text = await asyncio.wait_for(ws.recv(), 10)
+        assert json.loads(text)["media"] == "sfu"
+        row = await eventually(lambda: JanusRoom.objects.afirst(), timeout=10)
+        assert row.secret not in text and row.pin not in text and str(row.room) not in text
