@@ -294,3 +294,77 @@ async def test_clients_never_see_the_janus_rooms_secret_or_pin(sfu_server, peopl
         assert json.loads(text)["media"] == "sfu"
         row = await eventually(lambda: JanusRoom.objects.afirst(), timeout=10)
         assert row.secret not in text and row.pin not in text and str(row.room) not in text
+
+
+async def test_a_peer_receives_only_its_own_calls_streams(sfu_server, janus, people, call_room, room, monkeypatch):
+    """Two SFU calls at once on one Janus: each side's offers list, and its client decodes, only its own call's
+    feeds. A client has no way to name a stream: the server subscribes it to its call's feeds, and answering an
+    offer it never made is refused."""
+    same_host_only(monkeypatch, janus.ice_address)
+    alice, bob, carol = people[:3]
+    await set_media(call_room, "sfu")
+    await set_media(room, "sfu")  # alice's private board room: carol moderates it, bob is a member
+    async with AsyncExitStack() as stack:
+        town = [await stack.enter_async_context(
+            SfuClient(await ws_url(sfu_server, person, call_room), f"town-{person.username}", COLOURS[n]))
+            for n, person in enumerate((alice, bob))]
+        board = [await stack.enter_async_context(
+            SfuClient(await ws_url(sfu_server, person, room), f"board-{person.username}", COLOURS[n + 2]))
+            for n, person in enumerate((carol, bob))]
+        for group in (town, board):
+            for client in group:
+                await client.receives([other for other in group if other is not client])
+        for client in town + board:
+            own = town if client in town else board
+            assert client.streamed_peers() == {o.peer_id for o in own if o is not client}
+            foreign = board if client in town else town
+            assert not any(near(c, o.colour) for colours in client.colours.values() for c in colours
+                           for o in foreign), f"{client.name} decoded another call's video"
+        rows = [r async for r in JanusRoom.objects.all()]
+        assert len({r.room for r in rows}) == 2
+
+        await town[0].send({"type": "answer", "to": "sfu", "sdp": "v=0\r\n"})  # no offer of the SFU pending
+        await eventually(lambda: town[0].errors, timeout=10)
+        assert town[0].errors[-1]["code"] == "bad-message"
+
+
+@pytest.fixture(scope="module")
+def server_without_janus(django_db_setup, django_db_blocker):
+    """A server whose Janus is down: PARLEY_JANUS_URL names a loopback port nobody listens on."""
+    from tests.servers import free_port
+
+    with django_db_blocker.unblock():
+        server = DaphneServer(env={"PARLEY_JANUS_URL": f"ws://127.0.0.1:{free_port()}",
+                                   "PARLEY_JANUS_API_SECRET": "x", "PARLEY_JANUS_ADMIN_KEY": "x"})
+        server.start()
+    yield server
+    server.stop()
+
+
+async def closed_with(ws) -> int:
+    with suppress(websockets.ConnectionClosed):
+        while True:
+            await asyncio.wait_for(ws.recv(), 10)
+    return ws.close_code
+
+
+async def test_with_janus_down_small_calls_stay_mesh_and_the_fifth_person_is_refused_4503(
+        server_without_janus, people, call_room):
+    async with AsyncExitStack() as stack:
+        sockets = []
+        for person in people[:4]:
+            ws = await stack.enter_async_context(websockets.connect(await ws_url(server_without_janus, person,
+                                                                                 call_room)))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["media"] == "mesh"
+            sockets.append(ws)
+        fifth = await stack.enter_async_context(websockets.connect(await ws_url(server_without_janus, people[4],
+                                                                                call_room)))
+        assert await closed_with(fifth) == 4503
+        participant = await CallParticipant.objects.aget(user=people[4])
+        assert participant.left_at is not None and participant.leave_reason == "disconnected"
+
+
+async def test_with_janus_down_an_sfu_room_refuses_4503(server_without_janus, people, call_room):
+    await set_media(call_room, "sfu")
+    async with websockets.connect(await ws_url(server_without_janus, people[0], call_room)) as ws:
+        assert await closed_with(ws) == 4503
