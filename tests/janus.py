@@ -15,6 +15,7 @@ leaves the machine.
 
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -208,7 +209,10 @@ class ColourTrack:
     """A small video source for aiortc (320x240, 15 fps, one flat colour given as Y, U, V), so that a receiver can
     tell whose video it decodes; built lazily so that importing this module needs no aiortc."""
 
-    def __new__(cls, yuv: tuple[int, int, int], *, width: int = 320, height: int = 240, fps: int = 15):
+    def __new__(cls, yuv: tuple[int, int, int], *, width: int = 320, height: int = 240, fps: int = 15,
+                noise: bool = False):
+        """`noise`: random brightness (the colour stays in U and V), so that the encoder spends its whole bitrate
+        as on a real camera's picture, for measurements."""
         import fractions
 
         import av
@@ -229,8 +233,9 @@ class ColourTrack:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 frame = av.VideoFrame(width, height, "yuv420p")
-                for plane, value in zip(frame.planes, yuv, strict=True):
-                    plane.update(bytes([value]) * plane.buffer_size)
+                for n, (plane, value) in enumerate(zip(frame.planes, yuv, strict=True)):
+                    plane.update(os.urandom(plane.buffer_size) if noise and n == 0
+                                 else bytes([value]) * plane.buffer_size)
                 frame.pts, frame.time_base = self.count * (90000 // fps), fractions.Fraction(1, 90000)
                 return frame
 
