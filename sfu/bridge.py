@@ -231,7 +231,10 @@ def is_peer_id(text) -> bool:
 
 
 class SfuPeer:
-    """One socket's Janus session: its publisher handle, its subscriber handle, the feeds of the others."""
+    """One socket's Janus session: its publisher handle, its subscriber handle, the feeds of the others.
+
+    Its frames to the client carry no `seq` and are never replayed: they belong to this session, which ends with
+    the socket; after a resume the client starts again with a new offer and a new subscriber connection."""
 
     def __init__(self, consumer, keys: RoomKeys):
         self.consumer, self.keys = consumer, keys
@@ -278,7 +281,7 @@ class SfuPeer:
             request = api.configure if self.published else api.publish
             answer = await request(self.publisher, sdp=message.sdp)
             self.published = True
-            self.consumer.send_numbered(protocol.encode({"type": "answer", "from": SFU, "sdp": answer}))
+            self.consumer.push(protocol.encode({"type": "answer", "from": SFU, "sdp": answer}))
         elif message.kind == "answer":
             if self.subscriber is None or self.answered.is_set():
                 raise ProtocolError(ErrorCode.BAD_MESSAGE, "There is no offer from the SFU to answer.")
@@ -339,7 +342,7 @@ class SfuPeer:
 
     def send_offer(self, sdp: str, streams: list[dict]) -> None:
         self.answered.clear()
-        self.consumer.send_numbered(protocol.encode({
+        self.consumer.push(protocol.encode({
             "type": "offer", "from": SFU, "sdp": sdp, "streams": self.stream_list(streams)}))
 
     async def follow(self) -> None:

@@ -68,6 +68,16 @@ async def ws_url(server, user, room) -> str:
     return f"{server.ws_url}/ws/rooms/{room.slug}/?ticket={ticket}"
 
 
+def follow_new_ssrcs(pc) -> None:
+    """aiortc routes a receiver's RTP by the SSRCs of its first negotiation only (RTCRtpReceiver.receive starts
+    once), so when Janus reuses an m-line for another feed (someone left, someone came) the new SSRC would be
+    dropped. Register each receiver's current SSRCs again, as a browser follows them by itself."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.currentDirection in ("recvonly", "sendrecv"):
+            parameters = pc._RTCPeerConnection__remoteRtp(transceiver)
+            transceiver.receiver.transport._register_rtp_receiver(transceiver.receiver, parameters)
+
+
 class SfuClient:
     """A Parley client in SFU mode: one publisher connection (its colour), one subscriber connection (whatever the
     server's offers carry). In mesh mode it only listens: the mesh's own media is tested elsewhere."""
@@ -83,6 +93,8 @@ class SfuClient:
         self.offers = 0
         self.tasks: list[asyncio.Task] = []
         self.published = asyncio.Event()
+        self.last_seq = 0
+        self.unnumbered_from_sfu = 0
 
     async def __aenter__(self) -> "SfuClient":
         self.ws = await websockets.connect(self.url, open_timeout=TIMEOUT)
@@ -93,6 +105,20 @@ class SfuClient:
         if self.media == "sfu":
             await self.publish()
         return self
+
+    async def drop_and_resume(self, url: str) -> None:
+        """The socket is lost (no close frame), then resumed on `url` (a fresh ticket's): the SFU connections start
+        again, as after every welcome in SFU mode."""
+        self.ws.transport.abort()
+        for task in self.tasks:
+            task.cancel()
+        for pc in (self.publisher_pc, self.subscriber_pc):
+            if pc is not None:
+                await pc.close()
+        self.publisher_pc = self.subscriber_pc = None
+        self.streams, self.colours, self.tasks = [], {}, []
+        self.url = f"{url}&resume={self.welcome['resume_token']}&last_seq={self.last_seq}"
+        await self.__aenter__()
 
     @property
     def peer_id(self) -> str:
@@ -116,6 +142,10 @@ class SfuClient:
         async for text in self.ws:
             frame = json.loads(text)
             kind = frame["type"]
+            if "seq" in frame:
+                self.last_seq = frame["seq"]
+            elif frame.get("from") == "sfu":
+                self.unnumbered_from_sfu += 1
             if kind == "answer" and frame.get("from") == "sfu":
                 await self.publisher_pc.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="answer"))
                 self.published.set()
@@ -127,6 +157,7 @@ class SfuClient:
                 self.streams = frame["streams"]
                 await self.subscriber_pc.setRemoteDescription(RTCSessionDescription(sdp=frame["sdp"], type="offer"))
                 await self.subscriber_pc.setLocalDescription(await self.subscriber_pc.createAnswer())
+                follow_new_ssrcs(self.subscriber_pc)
                 await self.send({"type": "answer", "to": "sfu", "sdp": self.subscriber_pc.localDescription.sdp})
                 self.offers += 1
             elif kind == "media-mode":
@@ -172,6 +203,11 @@ class SfuClient:
             await asyncio.wait_for(wait(), TIMEOUT)
         except asyncio.TimeoutError:
             seen = {p[:8]: c[-2:] for p, c in self.colours.items()}
+            if self.subscriber_pc is not None:
+                seen["transceivers"] = [(t.mid, t.direction, t.currentDirection, t.receiver.track.readyState)
+                                        for t in self.subscriber_pc.getTransceivers()]
+                seen["readers"] = [t.done() for t in self.tasks]
+                seen["frames"] = {p[:8]: n for p, n in self.frames.items()}
             raise AssertionError(f"{self.name}: streams {self.streams}, colours {seen}, errors {self.errors}") from None
 
     async def close(self) -> None:
@@ -368,3 +404,25 @@ async def test_with_janus_down_an_sfu_room_refuses_4503(server_without_janus, pe
     await set_media(call_room, "sfu")
     async with websockets.connect(await ws_url(server_without_janus, people[0], call_room)) as ws:
         assert await closed_with(ws) == 4503
+
+
+async def test_a_resumed_sfu_peer_publishes_again_and_everyone_receives_it(sfu_server, janus, people, call_room,
+                                                                          monkeypatch):
+    same_host_only(monkeypatch, janus.ice_address)
+    await set_media(call_room, "sfu")
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(
+            SfuClient(await ws_url(sfu_server, person, call_room), person.username, COLOURS[n]))
+            for n, person in enumerate(people[:3])]
+        for client in clients:
+            await client.receives([other for other in clients if other is not client])
+        dropped = clients[2]
+        peer_id = dropped.peer_id
+        await dropped.drop_and_resume(await ws_url(sfu_server, people[2], call_room))
+        assert dropped.welcome["resumed"] and dropped.peer_id == peer_id and dropped.media == "sfu"
+        for client in clients[:2]:
+            client.colours = {}  # what comes from now on: the resumed peer's new feed
+        for client in clients:
+            await client.receives([other for other in clients if other is not client])
+        assert all(c.unnumbered_from_sfu >= 2 for c in clients)  # frames from sfu: no seq, never replayed
+        assert not any(c.errors for c in clients)
