@@ -40,6 +40,7 @@ from sfu.models import JanusRoom
 logger = logging.getLogger(__name__)
 
 SFU = "sfu"
+NO_SUCH_ROOM = 426  # JANUS_VIDEOROOM_ERROR_NO_SUCH_ROOM
 ANSWER_WAIT_SECONDS = 10  # how long a subscription update waits for the client's answer to the previous offer
 MEDIA_MODE_SFU = protocol.encode({"type": "media-mode", "media": "sfu"})
 UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
@@ -105,8 +106,35 @@ def forget_room_of_ended_call(*, call_id: int) -> RoomKeys | None:
     return keys if deleted else None  # two last leaves at once: one of them destroys it
 
 
+def forget_rooms_of_ended_calls() -> list[RoomKeys]:
+    """The Janus rooms of calls that ended without a last leave on a live socket (the reaper ended them, or a resume
+    window ran out), their rows deleted: the caller destroys them in Janus."""
+    forgotten = []
+    for row in JanusRoom.objects.filter(call__ended_at__isnull=False):
+        if JanusRoom.objects.filter(pk=row.pk).delete()[0]:  # once, whichever process sweeps at the same time
+            forgotten.append(RoomKeys(room=row.room, secret=row.secret, pin=row.pin))
+    return forgotten
+
+
+async def sweep_ended_rooms() -> None:
+    try:
+        for keys in await in_db_thread(forget_rooms_of_ended_calls)():
+            try:
+                await api.destroy_room(await janus.control_handle(), keys=keys)
+                logger.info("sfu: Janus room %s of an ended call destroyed", keys.room)
+            except JanusError as error:
+                if error.code != NO_SUCH_ROOM:
+                    logger.warning("sfu: Janus room %s of an ended call not destroyed: %s", keys.room, error)
+    except Exception:
+        logger.exception("sfu: the sweep of ended calls' Janus rooms failed")
+
+
+_sweeps: set[asyncio.Task] = set()
+
+
 async def open_room(*, call_id: int, room: Room) -> RoomKeys:
-    """Create the call's Janus room (a private one, with a fresh secret and pin) and record it."""
+    """Create the call's Janus room (a private one, with a fresh secret and pin) and record it; then, in the
+    background, destroy the rooms of calls that ended without their last leave (so they do not pile up in Janus)."""
     keys = RoomKeys.generate()
     handle = await janus.control_handle()
     await api.create_room(handle, keys=keys, publishers=room.max_participants, description=f"Parley call {call_id}")
@@ -114,6 +142,9 @@ async def open_room(*, call_id: int, room: Room) -> RoomKeys:
     if winner != keys:  # another join of the same call made one at the same moment: use that one
         with suppress(JanusError):
             await api.destroy_room(handle, keys=keys)
+    sweep = asyncio.create_task(sweep_ended_rooms(), name="sfu-sweep")
+    _sweeps.add(sweep)
+    sweep.add_done_callback(_sweeps.discard)
     return winner
 
 
@@ -195,7 +226,8 @@ async def gone(consumer, *, left: bool) -> None:
                 await api.destroy_room(await janus.control_handle(), keys=keys)
                 logger.info("sfu: call %s ended, Janus room %s destroyed", call_id, keys.room)
             except JanusError as error:
-                logger.warning("sfu: Janus room %s of call %s not destroyed: %s", keys.room, call_id, error)
+                if error.code != NO_SUCH_ROOM:
+                    logger.warning("sfu: Janus room %s of call %s not destroyed: %s", keys.room, call_id, error)
 
 
 # --- Frames to the SFU -----------------------------------------------------------------------------------------

@@ -426,3 +426,33 @@ async def test_a_resumed_sfu_peer_publishes_again_and_everyone_receives_it(sfu_s
             await client.receives([other for other in clients if other is not client])
         assert all(c.unnumbered_from_sfu >= 2 for c in clients)  # frames from sfu: no seq, never replayed
         assert not any(c.errors for c in clients)
+
+
+async def test_the_janus_room_of_a_call_that_ended_without_a_last_leave_is_swept(sfu_server, janus, people,
+                                                                                call_room, room):
+    """A call the reaper ended (its server died) keeps its Janus room until the next call that makes one."""
+    from django.utils import timezone
+
+    from calls.models import Call
+    from sfu import janus as api
+    from sfu.janus import JanusConnection, RoomKeys
+
+    async with await JanusConnection.open(janus.url, api_secret=janus.api_secret, admin_key=janus.admin_key) as c:
+        handle = await (await c.create_session()).attach()
+        stale = RoomKeys.generate()
+        await api.create_room(handle, keys=stale, publishers=4)
+        now = timezone.now()
+        ended = await Call.objects.acreate(room=room, room_name=room.name, started_at=now, ended_at=now)
+        await JanusRoom.objects.acreate(call=ended, room=stale.room, secret=stale.secret, pin=stale.pin)
+
+        await set_media(call_room, "sfu")
+        async with websockets.connect(await ws_url(sfu_server, people[0], call_room)) as ws:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["media"] == "sfu"
+            await eventually(lambda: stale_gone(handle, stale, ended), timeout=10)
+
+
+async def stale_gone(handle, stale, ended) -> bool:
+    from sfu import janus as api
+
+    return not await JanusRoom.objects.filter(call=ended).aexists() and not await api.room_exists(handle,
+                                                                                                  room=stale.room)
