@@ -29,7 +29,7 @@ from django.db import IntegrityError
 
 from calls import protocol
 from calls.db_threads import in_db_thread
-from calls.models import Call, Room
+from calls.models import MAX_PARTICIPANTS, Call, Room
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
 from calls.relay import Item
 from calls.services import Reason
@@ -40,7 +40,7 @@ from sfu.models import JanusRoom
 logger = logging.getLogger(__name__)
 
 SFU = "sfu"
-NO_SUCH_ROOM = 426  # JANUS_VIDEOROOM_ERROR_NO_SUCH_ROOM
+NO_SUCH_ROOM, ROOM_EXISTS = 426, 427  # JANUS_VIDEOROOM_ERROR_NO_SUCH_ROOM, _ROOM_EXISTS
 ANSWER_WAIT_SECONDS = 10  # how long a subscription update waits for the client's answer to the previous offer
 MEDIA_MODE_SFU = protocol.encode({"type": "media-mode", "media": "sfu"})
 UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
@@ -129,7 +129,7 @@ async def sweep_ended_rooms() -> None:
         logger.exception("sfu: the sweep of ended calls' Janus rooms failed")
 
 
-_sweeps: set[asyncio.Task] = set()
+_background: set[asyncio.Task] = set()
 
 
 async def open_room(*, call_id: int, room: Room) -> RoomKeys:
@@ -143,8 +143,8 @@ async def open_room(*, call_id: int, room: Room) -> RoomKeys:
         with suppress(JanusError):
             await api.destroy_room(handle, keys=keys)
     sweep = asyncio.create_task(sweep_ended_rooms(), name="sfu-sweep")
-    _sweeps.add(sweep)
-    sweep.add_done_callback(_sweeps.discard)
+    _background.add(sweep)
+    sweep.add_done_callback(_background.discard)
     return winner
 
 
@@ -208,6 +208,8 @@ async def from_client(consumer, data: dict) -> None:
         await sfu.handle(message)
     except JanusError as error:
         logger.warning("sfu: peer %s: Janus refused %s: %s", consumer.peer_id, message.kind, error)
+        if error.code == 0:
+            sfu.lost()
         raise ProtocolError(ErrorCode.UNDELIVERABLE, f"The media server refused the {message.kind}.") from None
 
 
@@ -292,6 +294,8 @@ class SfuPeer:
             await self.start()
         except JanusError as error:
             logger.warning("sfu: peer %s: no Janus session: %s", self.consumer.peer_id, error)
+            if error.code == 0:
+                self.lost()
 
     async def start(self) -> None:
         """Join the Janus room as a publisher (not yet sending) and follow its feeds; once."""
@@ -299,13 +303,51 @@ class SfuPeer:
             if self.session is not None or self.closed:
                 return
             connection = await janus.get()
-            self.session = await connection.create_session()
-            self.publisher = await self.session.attach()
-            joined = await api.join_as_publisher(self.publisher, keys=self.keys, display=self.consumer.peer_id)
+            session = await connection.create_session()
+            try:
+                publisher = await session.attach()
+                joined = await self.join(publisher)
+            except BaseException:
+                await session.destroy()
+                raise
+            self.session, self.publisher = session, publisher
             self.feed, self.private_id = joined["id"], joined["private_id"]
             self.add_feeds(joined.get("publishers") or [])
             self.tasks.append(asyncio.create_task(self.watch(), name=f"sfu-watch-{self.consumer.peer_id}"))
             self.tasks.append(asyncio.create_task(self.follow(), name=f"sfu-follow-{self.consumer.peer_id}"))
+
+    async def join(self, publisher: JanusHandle) -> dict:
+        try:
+            return await api.join_as_publisher(publisher, keys=self.keys, display=self.consumer.peer_id)
+        except JanusError as error:
+            if error.code != NO_SUCH_ROOM:
+                raise
+        # Janus restarted, and its rooms went with it: the call's room again, with the same number, secret and pin.
+        try:
+            await api.create_room(await janus.control_handle(), keys=self.keys, publishers=MAX_PARTICIPANTS,
+                                  description=f"Parley call {self.consumer.call_id}")
+            logger.info("sfu: Janus room %s of call %s made again", self.keys.room, self.consumer.call_id)
+        except JanusError as error:
+            if error.code != ROOM_EXISTS:  # another socket of the call made it again first
+                raise
+        return await api.join_as_publisher(publisher, keys=self.keys, display=self.consumer.peer_id)
+
+    def lost(self) -> None:
+        """The connection to Janus is gone, and with it this session: close the socket with 4503, which suspends the
+        participation; the client resumes (with backoff) and starts again on a Janus that answers."""
+        if self.closed or getattr(self.consumer, "sfu", None) is not self:
+            return
+        task = asyncio.create_task(self._drop_socket(), name=f"sfu-lost-{self.consumer.peer_id}")
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _drop_socket(self) -> None:
+        consumer = self.consumer
+        if not consumer.joined:
+            return
+        logger.warning("sfu: peer %s: Janus is gone, closing with 4503", consumer.peer_id)
+        await consumer.suspend(Reason.DISCONNECTED)
+        await consumer.close(code=CloseCode.UNAVAILABLE, reason="media server unavailable")
 
     async def handle(self, message: SfuMessage) -> None:
         await self.start()
@@ -350,7 +392,7 @@ class SfuPeer:
         while True:
             event = await self.publisher.events.get()
             if event.get("janus") == "closed":
-                logger.warning("sfu: peer %s: the connection to Janus was lost", self.consumer.peer_id)
+                self.lost()
                 return
             data = (event.get("plugindata") or {}).get("data") or {}
             if data.get("publishers"):

@@ -106,10 +106,11 @@ class SfuClient:
             await self.publish()
         return self
 
-    async def drop_and_resume(self, url: str) -> None:
-        """The socket is lost (no close frame), then resumed on `url` (a fresh ticket's): the SFU connections start
-        again, as after every welcome in SFU mode."""
-        self.ws.transport.abort()
+    async def drop_and_resume(self, url: str, *, drop: bool = True) -> None:
+        """The socket is lost (no close frame; or with `drop=False` the server closed it), then resumed on `url` (a
+        fresh ticket's): the SFU connections start again, as after every welcome in SFU mode."""
+        if drop:
+            self.ws.transport.abort()
         for task in self.tasks:
             task.cancel()
         for pc in (self.publisher_pc, self.subscriber_pc):
@@ -456,3 +457,38 @@ async def stale_gone(handle, stale, ended) -> bool:
 
     return not await JanusRoom.objects.filter(call=ended).aexists() and not await api.room_exists(handle,
                                                                                                   room=stale.room)
+
+
+@pytest.fixture
+def janus_and_server(django_db_blocker):
+    """A Janus and a daphne process of this test's own: the test restarts that Janus."""
+    with Janus() as own_janus, django_db_blocker.unblock():
+        server = DaphneServer(env={"PARLEY_JANUS_URL": own_janus.url, "PARLEY_JANUS_API_SECRET": own_janus.api_secret,
+                                   "PARLEY_JANUS_ADMIN_KEY": own_janus.admin_key})
+        server.start()
+        yield own_janus, server
+        server.stop()
+
+
+async def test_when_janus_restarts_sfu_sockets_close_4503_and_resume_onto_the_new_janus(
+        janus_and_server, people, call_room, monkeypatch):
+    own_janus, server = janus_and_server
+    same_host_only(monkeypatch, own_janus.ice_address)
+    await set_media(call_room, "sfu")
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(
+            SfuClient(await ws_url(server, person, call_room), person.username, COLOURS[n]))
+            for n, person in enumerate(people[:2])]
+        for client in clients:
+            await client.receives([other for other in clients if other is not client])
+
+        own_janus.stop()
+        for client in clients:
+            await eventually(lambda c=client: c.ws.close_code == 4503, timeout=10)
+        await asyncio.to_thread(own_janus.start)  # the same port, secrets and key; no rooms
+
+        for client, person in zip(clients, people, strict=False):
+            await client.drop_and_resume(await ws_url(server, person, call_room), drop=False)
+            assert client.welcome["resumed"] and client.media == "sfu"
+        for client in clients:
+            await client.receives([other for other in clients if other is not client])
