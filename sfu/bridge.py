@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 SFU = "sfu"
 NO_SUCH_ROOM, ROOM_EXISTS = 426, 427  # JANUS_VIDEOROOM_ERROR_NO_SUCH_ROOM, _ROOM_EXISTS
 ANSWER_WAIT_SECONDS = 10  # how long a subscription update waits for the client's answer to the previous offer
+NOT_SFU_SECONDS = 2.0  # a mesh socket looks up whether its call moved to the SFU at most this often
+NOT_SFU = "This call is not in SFU mode: 'to' must be a peer id."
 MEDIA_MODE_SFU = protocol.encode({"type": "media-mode", "media": "sfu"})
 UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 
@@ -200,9 +202,15 @@ async def from_client(consumer, data: dict) -> None:
     message = parse_sfu_message(data)
     sfu = getattr(consumer, "sfu", None)
     if sfu is None:  # the call moved to the SFU after we joined (media-mode): look its room up, once
+        # Frames to "sfu" in a mesh call cost no database query each: at most one look-up per NOT_SFU_SECONDS (a
+        # client sends to "sfu" only after its welcome or a media-mode said so, and the room is recorded before).
+        now = consumer.loop.time()
+        if not settings.PARLEY_JANUS_URL or now - getattr(consumer, "sfu_checked_at", -1e9) < NOT_SFU_SECONDS:
+            raise ProtocolError(ErrorCode.UNKNOWN_PEER, NOT_SFU)
+        consumer.sfu_checked_at = now
         keys = await in_db_thread(keys_of)(call_id=consumer.call_id)
         if keys is None:
-            raise ProtocolError(ErrorCode.UNKNOWN_PEER, "This call is not in SFU mode: 'to' must be a peer id.")
+            raise ProtocolError(ErrorCode.UNKNOWN_PEER, NOT_SFU)
         sfu = consumer.sfu = SfuPeer(consumer, keys)
     try:
         await sfu.handle(message)
