@@ -212,3 +212,15 @@ async def test_two_aiortc_peers_receive_each_others_video_through_janus(janus, c
     finally:
         await alice.close()
         await bob.close()
+
+
+def test_a_missing_janus_fails_under_ci_and_skips_locally(monkeypatch, tmp_path):
+    import tests.janus as fixture
+
+    monkeypatch.setattr(fixture, "PLUGINS", tmp_path)  # no libjanus_videoroom.so there
+    monkeypatch.setattr(fixture, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install janus"):
+        fixture.require_janus()
+    monkeypatch.setattr(fixture, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception):
+        fixture.require_janus()
