@@ -294,8 +294,19 @@ class SfuPeer:
         self.tasks: list[asyncio.Task] = []
         self.closed = False
 
+    def spawn(self, coroutine, name: str) -> None:
+        """One of this session's tasks, cancelled with it; a failure is logged (the socket goes on without it)."""
+        task = asyncio.create_task(coroutine, name=f"sfu-{name}-{self.consumer.peer_id}")
+        task.add_done_callback(self._failed)
+        self.tasks.append(task)
+
+    def _failed(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("sfu: peer %s: %s failed", self.consumer.peer_id, task.get_name(),
+                         exc_info=task.exception())
+
     def start_soon(self) -> None:
-        self.tasks.append(asyncio.create_task(self._start_logged(), name=f"sfu-start-{self.consumer.peer_id}"))
+        self.spawn(self._start_logged(), "start")
 
     async def _start_logged(self) -> None:
         try:
@@ -321,8 +332,8 @@ class SfuPeer:
             self.session, self.publisher = session, publisher
             self.feed, self.private_id = joined["id"], joined["private_id"]
             self.add_feeds(joined.get("publishers") or [])
-            self.tasks.append(asyncio.create_task(self.watch(), name=f"sfu-watch-{self.consumer.peer_id}"))
-            self.tasks.append(asyncio.create_task(self.follow(), name=f"sfu-follow-{self.consumer.peer_id}"))
+            self.spawn(self.watch(), "watch")
+            self.spawn(self.follow(), "follow")
 
     async def join(self, publisher: JanusHandle) -> dict:
         try:
@@ -443,8 +454,7 @@ class SfuPeer:
                     if not add:
                         continue
                     self.subscriber = await self.session.attach()
-                    self.tasks.append(asyncio.create_task(self.watch_subscriber(),
-                                                          name=f"sfu-subscriber-{self.consumer.peer_id}"))
+                    self.spawn(self.watch_subscriber(), "subscriber")
                     streams, offer = await api.join_as_subscriber(self.subscriber, keys=self.keys, feeds=add,
                                                                   private_id=self.private_id)
                 else:
