@@ -7,10 +7,10 @@ range of its own.
 
 ICE: Janus never gathers on a loopback interface (its ice.c skips IFF_LOOPBACK interfaces, so `ice_enforce_list = "lo"`
 leaves it with none and libnice then takes every other address). The fixture therefore enforces one address of this
-host (`host_address()`, the first global IPv4 address), on which Janus offers its only candidate, and the aiortc peers
-gather on that same address only (`same_host_only`: Linux drops packets from a global address to 127.0.0.1, so they
-cannot stay on loopback). Packets between two addresses of one host go through the kernel's loopback path: none
-leaves the machine.
+host (`host_address()`, its first IPv4 address that is not loopback), on which Janus offers its only candidate, and
+the aiortc peers gather on that same address only (`same_host_only`: Linux drops packets from a host address to
+127.0.0.1, so they cannot stay on loopback). Packets between two addresses of one host go through the kernel's
+loopback path: none leaves the machine.
 """
 
 import asyncio
@@ -94,13 +94,21 @@ general: {{
 
 
 def host_address() -> str:
-    """The first global-scope IPv4 address of this host: what Janus may gather ICE candidates on."""
-    listed = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True,
-                            timeout=10).stdout.split()
-    addresses = [listed[n + 1].split("/")[0] for n, word in enumerate(listed) if word == "inet"]
-    if not addresses:
-        raise RuntimeError("no global IPv4 address on this host: Janus gathers no ICE candidate on loopback")
-    return addresses[0]
+    """The IPv4 address of this host's first interface that has one, loopback aside: where Janus gathers its ICE
+    candidate. Asked of the kernel (SIOCGIFADDR), so no tool such as `ip` is needed."""
+    import fcntl
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _index, name in socket.if_nameindex():
+            try:
+                answer = fcntl.ioctl(probe.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))  # SIOCGIFADDR
+            except OSError:  # no IPv4 address on it
+                continue
+            address = socket.inet_ntoa(answer[20:24])
+            if not address.startswith("127."):
+                return address
+    raise RuntimeError("no IPv4 address but loopback on this host: Janus gathers no ICE candidate on loopback")
 
 
 def same_host_only(monkeypatch, address: str) -> None:
