@@ -25,135 +25,34 @@ from dataclasses import dataclass
 
 import orjson
 from django.conf import settings
-from django.db import IntegrityError
 
 from calls import protocol
 from calls.db_threads import in_db_thread
-from calls.models import MAX_PARTICIPANTS, Call, Room
+from calls.models import MAX_PARTICIPANTS
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
 from calls.relay import Item
 from calls.services import Reason
 from sfu import janus as api
-from sfu.janus import JanusConnection, JanusError, JanusHandle, RoomKeys
-from sfu.models import JanusRoom
+from sfu.janus import JanusError, JanusHandle, RoomKeys
+from sfu.rooms import (
+    NO_SUCH_ROOM,
+    ROOM_EXISTS,
+    background,
+    forget_room_of_ended_call,
+    janus,
+    keys_of,
+    open_room,
+    wants_sfu,
+)
 
 logger = logging.getLogger(__name__)
 
 SFU = "sfu"
-NO_SUCH_ROOM, ROOM_EXISTS = 426, 427  # JANUS_VIDEOROOM_ERROR_NO_SUCH_ROOM, _ROOM_EXISTS
 ANSWER_WAIT_SECONDS = 10  # how long a subscription update waits for the client's answer to the previous offer
 NOT_SFU_SECONDS = 2.0  # a mesh socket looks up whether its call moved to the SFU at most this often
 NOT_SFU = "This call is not in SFU mode: 'to' must be a peer id."
 MEDIA_MODE_SFU = protocol.encode({"type": "media-mode", "media": "sfu"})
 UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
-
-
-# --- This process's connection to Janus ------------------------------------------------------------------------
-
-class _Janus:
-    """One WebSocket to Janus per server process, opened on first use and again after it was lost, and one session
-    with a handle for the room requests (create, destroy)."""
-
-    def __init__(self):
-        self.connection: JanusConnection | None = None
-        self.control: JanusHandle | None = None
-        self.lock: asyncio.Lock | None = None
-
-    async def get(self) -> JanusConnection:
-        if self.connection is not None and not self.connection.closed.is_set():
-            return self.connection
-        if self.lock is None:
-            self.lock = asyncio.Lock()
-        async with self.lock:
-            if self.connection is None or self.connection.closed.is_set():
-                self.connection = await JanusConnection.open(
-                    settings.PARLEY_JANUS_URL, api_secret=settings.PARLEY_JANUS_API_SECRET,
-                    admin_key=settings.PARLEY_JANUS_ADMIN_KEY)
-                self.control = None
-            return self.connection
-
-    async def control_handle(self) -> JanusHandle:
-        connection = await self.get()
-        if self.control is None or self.control.session.connection is not connection:
-            session = await connection.create_session()
-            self.control = await session.attach()
-        return self.control
-
-
-janus = _Janus()
-
-
-# --- The call's Janus room (database) --------------------------------------------------------------------------
-
-def keys_of(*, call_id: int) -> RoomKeys | None:
-    row = JanusRoom.objects.filter(call_id=call_id).first()
-    return RoomKeys(room=row.room, secret=row.secret, pin=row.pin) if row else None
-
-
-def record_room(*, call_id: int, keys: RoomKeys) -> RoomKeys:
-    """Record `keys` as the call's Janus room, unless another join recorded one first: the one recorded wins."""
-    try:
-        JanusRoom.objects.create(call_id=call_id, room=keys.room, secret=keys.secret, pin=keys.pin)
-    except IntegrityError:
-        return keys_of(call_id=call_id)
-    return keys
-
-
-def forget_room_of_ended_call(*, call_id: int) -> RoomKeys | None:
-    """The Janus room of a call that has ended, its row deleted; None while the call goes on (or had none)."""
-    if Call.objects.filter(pk=call_id, ended_at__isnull=True).exists():
-        return None
-    keys = keys_of(call_id=call_id)
-    deleted, _ = JanusRoom.objects.filter(call_id=call_id).delete()
-    return keys if deleted else None  # two last leaves at once: one of them destroys it
-
-
-def forget_rooms_of_ended_calls() -> list[RoomKeys]:
-    """The Janus rooms of calls that ended without a last leave on a live socket (the reaper ended them, or a resume
-    window ran out), their rows deleted: the caller destroys them in Janus."""
-    forgotten = []
-    for row in JanusRoom.objects.filter(call__ended_at__isnull=False):
-        if JanusRoom.objects.filter(pk=row.pk).delete()[0]:  # once, whichever process sweeps at the same time
-            forgotten.append(RoomKeys(room=row.room, secret=row.secret, pin=row.pin))
-    return forgotten
-
-
-async def sweep_ended_rooms() -> None:
-    try:
-        for keys in await in_db_thread(forget_rooms_of_ended_calls)():
-            try:
-                await api.destroy_room(await janus.control_handle(), keys=keys)
-                logger.info("sfu: Janus room %s of an ended call destroyed", keys.room)
-            except JanusError as error:
-                if error.code != NO_SUCH_ROOM:
-                    logger.warning("sfu: Janus room %s of an ended call not destroyed: %s", keys.room, error)
-    except Exception:
-        logger.exception("sfu: the sweep of ended calls' Janus rooms failed")
-
-
-_background: set[asyncio.Task] = set()
-
-
-async def open_room(*, call_id: int, room: Room) -> RoomKeys:
-    """Create the call's Janus room (a private one, with a fresh secret and pin) and record it; then, in the
-    background, destroy the rooms of calls that ended without their last leave (so they do not pile up in Janus)."""
-    keys = RoomKeys.generate()
-    handle = await janus.control_handle()
-    await api.create_room(handle, keys=keys, publishers=room.max_participants, description=f"Parley call {call_id}")
-    winner = await in_db_thread(record_room)(call_id=call_id, keys=keys)
-    if winner != keys:  # another join of the same call made one at the same moment: use that one
-        with suppress(JanusError):
-            await api.destroy_room(handle, keys=keys)
-    sweep = asyncio.create_task(sweep_ended_rooms(), name="sfu-sweep")
-    _background.add(sweep)
-    sweep.add_done_callback(_background.discard)
-    return winner
-
-
-def wants_sfu(*, room: Room, people: int) -> bool:
-    if not settings.PARLEY_JANUS_URL:
-        return False
-    return room.media == Room.Media.SFU or (room.media == Room.Media.AUTO and people > settings.PARLEY_MESH_MAX)
 
 
 # --- The consumer's hooks --------------------------------------------------------------------------------------
@@ -356,9 +255,7 @@ class SfuPeer:
         participation; the client resumes (with backoff) and starts again on a Janus that answers."""
         if self.closed or getattr(self.consumer, "sfu", None) is not self:
             return
-        task = asyncio.create_task(self._drop_socket(), name=f"sfu-lost-{self.consumer.peer_id}")
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        background(self._drop_socket(), f"sfu-lost-{self.consumer.peer_id}")
 
     async def _drop_socket(self) -> None:
         consumer = self.consumer
