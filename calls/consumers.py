@@ -19,6 +19,7 @@ from calls.outgoing import QueuedSender
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
 from calls.relay import Item
 from calls.services import Joined, JoinRefused, Reason
+from sfu import bridge as sfu_bridge
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +197,10 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             self.node.forget(self)
             await self.refuse(refusal.close_code, str(refusal))
             return
+        if not await sfu_bridge.on_join(self, joined):  # SFU mode (docs/sfu.md): the welcome's "media"
+            return
         await self.welcome(joined)
+        await sfu_bridge.after_welcome(self)
         metrics.JOIN_SECONDS.observe(self.loop.time() - self.last_heard)  # last_heard: when the socket opened
 
     async def join(self, *, ticket: str = "", user=None) -> Joined:
@@ -355,6 +359,9 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             if len(text_data) * 4 > self.max_frame_bytes and len(text_data.encode()) > self.max_frame_bytes:
                 raise ProtocolError(ErrorCode.TOO_LARGE, f"Frames are limited to {self.max_frame_bytes} bytes.")
             data = protocol.decode(text_data)
+            if data.get("to") == sfu_bridge.SFU:  # to the media server, not to a peer (docs/sfu.md)
+                await sfu_bridge.from_client(self, data)
+                return
             message = protocol.parse_client_message(data, self.peers)
             await self.handle(message)
         except ProtocolError as error:
@@ -548,6 +555,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
         self.joined = False
         self.node.forget(self)
         await self.recorded(self.record_leave(reason))
+        await sfu_bridge.gone(self, left=True)
 
     async def suspend(self, reason: str, *, announce: bool = True) -> None:
         if not self.joined:
@@ -555,6 +563,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
         self.joined = False
         self.node.forget(self)
         await self.recorded(self.record_suspension(reason, announce=announce))
+        await sfu_bridge.gone(self, left=False)
 
     async def recorded(self, recording) -> None:
         # Shielded, and known to the node: a shutdown cancels connections, but their leaves must still be

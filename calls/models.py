@@ -45,6 +45,14 @@ class Room(models.Model):
         ROOM = "room", "Room"
         DIRECT = "direct", "Direct"  # the private room of two people who call each other (people.services)
 
+    class Media(models.TextChoices):
+        """How a call's media flows (docs/sfu.md): peer to peer, through the SFU (Janus), or a mesh while at most
+        PARLEY_MESH_MAX people are in the call and the SFU above that."""
+
+        MESH = "mesh", "Mesh (peer to peer)"
+        SFU = "sfu", "SFU (through the media server)"
+        AUTO = "auto", "Automatic"
+
     slug = models.SlugField(max_length=64, unique=True, help_text="The room's address: /rooms/<slug>/")
     name = models.CharField(max_length=100)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="owned_rooms")
@@ -56,6 +64,9 @@ class Room(models.Model):
     )
     locked = models.BooleanField(default=False, help_text="Only the owner and moderators may join.")
     kind = models.CharField(max_length=6, choices=Kind.choices, default=Kind.ROOM, editable=False)
+    media = models.CharField(max_length=4, choices=Media.choices, default=Media.AUTO,
+                             help_text="Mesh: peer to peer. SFU: through the media server. Automatic: a mesh for "
+                                       "small calls, the media server for bigger ones.")
     # A direct room's pair of users, "<lower id>-<higher id>": one direct room per pair. Empty for other rooms.
     pair = models.CharField(max_length=41, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -74,6 +85,7 @@ class Room(models.Model):
                 condition=Q(visibility__in=["public", "private"]), name="calls_room_visibility_valid"
             ),
             models.CheckConstraint(condition=Q(kind__in=["room", "direct"]), name="calls_room_kind_valid"),
+            models.CheckConstraint(condition=Q(media__in=["mesh", "sfu", "auto"]), name="calls_room_media_valid"),
             models.CheckConstraint(
                 condition=Q(kind="room", pair="") | Q(kind="direct", visibility="private", locked=False) & ~Q(pair=""),
                 name="calls_room_direct_private_unlocked",

@@ -41,7 +41,7 @@ class SecondsField(serializers.ReadOnlyField):
 
 
 class RoomSerializer(serializers.ModelSerializer):
-    """A room as the caller sees it. On update only name, visibility, max_participants and locked change."""
+    """A room as the caller sees it. On update only name, visibility, max_participants, locked and media change."""
 
     owner = UserSerializer(read_only=True)
     participant_count = serializers.IntegerField(read_only=True, help_text="People in the live call now.")
@@ -53,7 +53,7 @@ class RoomSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Room
-        fields = ("slug", "name", "visibility", "max_participants", "locked", "owner", "role",
+        fields = ("slug", "name", "visibility", "max_participants", "locked", "media", "owner", "role",
                   "participant_count", "url", "created_at", "updated_at")
         read_only_fields = ("slug", "owner", "created_at", "updated_at")
 

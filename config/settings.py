@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "calls",
     "people",  # presence, contacts and rings (issue 12); builds on calls, which never imports it
     "webhooks",
+    "sfu",  # the SFU mode through Janus (docs/sfu.md); unused while PARLEY_JANUS_URL is unset
 ]
 
 MIDDLEWARE = [
@@ -457,6 +458,17 @@ PARLEY_QUOTAS = {
 }
 # Someone removed from a call (kicked) may not join the same call again for this long (0: at once).
 PARLEY_KICK_BAN_SECONDS = env_int("PARLEY_KICK_BAN_SECONDS", 300)
+# The SFU (docs/sfu.md): Janus's WebSocket API (ws://host:8188), its API secret and its VideoRoom admin key, known to
+# Parley only (browsers talk to Janus's media ports, never to its API). Unset URL: every call is a mesh, as before.
+PARLEY_JANUS_URL = os.environ.get("PARLEY_JANUS_URL", "").strip()
+PARLEY_JANUS_API_SECRET = os.environ.get("PARLEY_JANUS_API_SECRET", "")
+PARLEY_JANUS_ADMIN_KEY = os.environ.get("PARLEY_JANUS_ADMIN_KEY", "")
+# A room whose media is `auto` stays a mesh while at most this many people are in the call.
+PARLEY_MESH_MAX = env_int("PARLEY_MESH_MAX", 4)
+if PARLEY_JANUS_URL and not PARLEY_JANUS_URL.startswith(("ws://", "wss://")):
+    raise ImproperlyConfigured(f"PARLEY_JANUS_URL: expected a ws:// or wss:// URL, got {PARLEY_JANUS_URL!r}")
+if PARLEY_MESH_MAX < 2:
+    raise ImproperlyConfigured(f"PARLEY_MESH_MAX: expected at least 2, got {PARLEY_MESH_MAX}")
 
 # --- Internationalisation, static files ---------------------------------------------------------
 

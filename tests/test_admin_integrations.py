@@ -78,7 +78,7 @@ def test_the_call_log_says_how_long_it_is_kept(operator, settings, days, said):
 def test_a_room_created_in_the_admin_is_an_event_too(operator, alice):
     answer = operator.post(reverse("admin:calls_room_add"), {
         "name": "Ops", "slug": "ops", "owner": alice.pk, "visibility": "private", "max_participants": 8,
-        "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"})
+        "media": "auto", "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0"})
     assert answer.status_code == 302, answer.content[:2000]
     assert OutboxEvent.objects.get(type="room.created").payload["room"]["slug"] == "ops"
 

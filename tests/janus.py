@@ -1,0 +1,265 @@
+"""Debian's Janus (package `janus`: the server, its VideoRoom plugin and WebSocket transport) on loopback, started and
+stopped by the tests; its configuration, written here, and its log under test-artifacts/janus-<port>/.
+
+Only what Parley uses is loaded: the VideoRoom plugin (with an admin key, so rooms are created by Parley only) and the
+WebSocket transport on a free 127.0.0.1 port (with an API secret). No STUN, no TURN, no 1:1 NAT, RTP on a small port
+range of its own.
+
+ICE: Janus never gathers on a loopback interface (its ice.c skips IFF_LOOPBACK interfaces, so `ice_enforce_list = "lo"`
+leaves it with none and libnice then takes every other address). The fixture therefore enforces one address of this
+host (`host_address()`, its first IPv4 address that is not loopback), on which Janus offers its only candidate, and
+the aiortc peers gather on that same address only (`same_host_only`: Linux drops packets from a host address to
+127.0.0.1, so they cannot stay on loopback). Packets between two addresses of one host go through the kernel's
+loopback path: none leaves the machine.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import IN_CI
+from tests.servers import PROJECT, free_port
+
+PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus/plugins")
+TRANSPORTS = Path("/usr/lib/x86_64-linux-gnu/janus/transports")
+# Everything else Debian ships in those folders stays unloaded (each would read its own configuration, or listen).
+OTHER_PLUGINS = ["audiobridge", "duktape", "echotest", "lua", "nosip", "recordplay", "sip", "streaming", "textroom",
+                 "videocall", "voicemail"]
+OTHER_TRANSPORTS = ["http", "mqtt", "nanomsg", "pfunix", "rabbitmq"]
+
+JANUS_CONF = """\
+general: {{
+    configs_folder = "{dir}"
+    plugins_folder = "{plugins}"
+    transports_folder = "{transports}"
+    debug_level = 4
+    debug_timestamps = true
+    log_to_stdout = false
+    log_to_file = "{dir}/janus.log"
+    api_secret = "{api_secret}"
+    admin_secret = "{admin_secret}"
+    session_timeout = 60
+    server_name = "parley-test"
+}}
+media: {{
+    rtp_port_range = "{rtp_min}-{rtp_max}"
+}}
+nat: {{
+    nice_debug = false
+    ice_enforce_list = "{ice_address}"
+    ignore_mdns = true
+}}
+plugins: {{
+    disable = "{disable_plugins}"
+}}
+transports: {{
+    disable = "{disable_transports}"
+}}
+loggers: {{
+    disable = "libjanus_jsonlog.so"
+}}
+events: {{
+    broadcast = false
+}}
+"""
+
+WEBSOCKETS_CONF = """\
+general: {{
+    json = "compact"
+    ws = true
+    ws_port = {port}
+    ws_ip = "127.0.0.1"
+    wss = false
+}}
+admin: {{
+    admin_ws = false
+    admin_wss = false
+}}
+"""
+
+VIDEOROOM_CONF = """\
+general: {{
+    admin_key = "{admin_key}"
+    lock_rtp_forward = true
+}}
+"""
+
+
+def host_address() -> str:
+    """The IPv4 address of this host's first interface that has one, loopback aside: where Janus gathers its ICE
+    candidate. Asked of the kernel (SIOCGIFADDR), so no tool such as `ip` is needed."""
+    import fcntl
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _index, name in socket.if_nameindex():
+            try:
+                answer = fcntl.ioctl(probe.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))  # SIOCGIFADDR
+            except OSError:  # no IPv4 address on it
+                continue
+            address = socket.inet_ntoa(answer[20:24])
+            if not address.startswith("127."):
+                return address
+    raise RuntimeError("no IPv4 address but loopback on this host: Janus gathers no ICE candidate on loopback")
+
+
+def same_host_only(monkeypatch, address: str) -> None:
+    """aiortc's ICE gathers on `address` only (the one Janus uses): no other interface, no STUN."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: [address])
+
+
+def require_janus() -> str:
+    """The janus binary, with the VideoRoom plugin and WebSocket transport; missing: skipped locally, failed in CI."""
+    binary = shutil.which("janus") or "/usr/bin/janus"
+    if Path(binary).exists() and (PLUGINS / "libjanus_videoroom.so").exists() \
+            and (TRANSPORTS / "libjanus_websockets.so").exists():
+        return binary
+    message = "janus with its VideoRoom plugin is not installed (apt-get install janus; see .ci/run)"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+class Janus:
+    """`url`, `api_secret` and `admin_key` are what Parley's PARLEY_JANUS_* settings would be."""
+
+    def __init__(self, directory: Path | None = None):
+        self.binary = require_janus()
+        self.port = free_port()
+        self.dir = directory or PROJECT / "test-artifacts" / f"janus-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.api_secret = secrets.token_urlsafe(16)
+        self.admin_secret = secrets.token_urlsafe(16)
+        self.admin_key = secrets.token_urlsafe(16)
+        self.ice_address = host_address()
+        self.rtp_min = 20000 + (self.port % 400) * 100
+        self.rtp_max = self.rtp_min + 99
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "janus.log"
+
+    def write(self) -> None:
+        (self.dir / "janus.jcfg").write_text(JANUS_CONF.format(
+            dir=self.dir, plugins=PLUGINS, transports=TRANSPORTS, api_secret=self.api_secret,
+            admin_secret=self.admin_secret, ice_address=self.ice_address, rtp_min=self.rtp_min, rtp_max=self.rtp_max,
+            disable_plugins=",".join(f"libjanus_{name}.so" for name in OTHER_PLUGINS),
+            disable_transports=",".join(f"libjanus_{name}.so" for name in OTHER_TRANSPORTS)))
+        (self.dir / "janus.transport.websockets.jcfg").write_text(WEBSOCKETS_CONF.format(port=self.port))
+        (self.dir / "janus.plugin.videoroom.jcfg").write_text(VIDEOROOM_CONF.format(admin_key=self.admin_key))
+
+    def start(self, timeout: float = 20.0) -> "Janus":
+        self.write()
+        self.process = subprocess.Popen(
+            [self.binary, "--config", str(self.dir / "janus.jcfg"), "--configs-folder", str(self.dir),
+             "--disable-colors", "--interface", "127.0.0.1"],
+            cwd=self.dir, stdout=subprocess.DEVNULL, stderr=open(self.dir / "stderr.log", "w"))
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"janus exited with {self.process.returncode}: {self.log_text()[-3000:]}")
+            try:
+                if asyncio.run(self._info()).get("janus") == "server_info":
+                    return self
+            except (OSError, asyncio.TimeoutError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"janus did not answer within {timeout} s: {self.log_text()[-3000:]}")
+            time.sleep(0.1)
+
+    async def _info(self) -> dict:
+        """Janus's `info` request over its WebSocket API: it answers once its plugins and transports are up."""
+        import websockets
+
+        socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        async with websockets.connect(self.url, subprotocols=["janus-protocol"], open_timeout=2) as ws:
+            await ws.send(json.dumps({"janus": "info", "transaction": "ready", "apisecret": self.api_secret}))
+            return json.loads(await asyncio.wait_for(ws.recv(), 2))
+
+    def log_text(self) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        stderr = self.dir / "stderr.log"
+        return text + (stderr.read_text(errors="replace") if stderr.exists() else "")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def __enter__(self) -> "Janus":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ColourTrack:
+    """A small video source for aiortc (320x240, 15 fps, one flat colour given as Y, U, V), so that a receiver can
+    tell whose video it decodes; built lazily so that importing this module needs no aiortc."""
+
+    def __new__(cls, yuv: tuple[int, int, int], *, width: int = 320, height: int = 240, fps: int = 15,
+                noise: bool = False):
+        """`noise`: random brightness (the colour stays in U and V), so that the encoder spends its whole bitrate
+        as on a real camera's picture, for measurements."""
+        import fractions
+
+        import av
+        from aiortc.mediastreams import VideoStreamTrack
+
+        class Track(VideoStreamTrack):
+            def __init__(self):
+                super().__init__()
+                self.started: float | None = None
+                self.count = 0
+
+            async def recv(self):
+                loop = asyncio.get_running_loop()
+                if self.started is None:
+                    self.started = loop.time()
+                self.count += 1
+                wait = self.started + self.count / fps - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                frame = av.VideoFrame(width, height, "yuv420p")
+                for n, (plane, value) in enumerate(zip(frame.planes, yuv, strict=True)):
+                    plane.update(os.urandom(plane.buffer_size) if noise and n == 0
+                                 else bytes([value]) * plane.buffer_size)
+                frame.pts, frame.time_base = self.count * (90000 // fps), fractions.Fraction(1, 90000)
+                return frame
+
+        return Track()
+
+
+def mean_yuv(frame) -> tuple[int, int, int]:
+    """The average Y, U and V of a decoded aiortc frame (each plane's rows without their padding)."""
+    frame = frame.reformat(format="yuv420p")
+    means = []
+    for plane in frame.planes:
+        data = bytes(plane)
+        rows = [data[n:n + plane.width] for n in range(0, plane.height * plane.line_size, plane.line_size)]
+        means.append(sum(map(sum, rows)) // (plane.width * plane.height))
+    return tuple(means)
+
+
+def near(colour: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 24) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(colour, expected, strict=True))
