@@ -80,7 +80,7 @@ def mint_tickets(pairs: Sequence[int]) -> list[dict[str, object]]:
     from django.contrib.auth import get_user_model
 
     from calls.models import Room
-    from calls.tickets import issue_ticket
+    from calls.tickets import sign_ticket
 
     users = {user.username: user for user in get_user_model().objects.filter(
         username__in=[_username(pair, side) for pair in pairs for side in "ab"])}
@@ -89,7 +89,7 @@ def mint_tickets(pairs: Sequence[int]) -> list[dict[str, object]]:
     for pair in pairs:
         room = rooms[_slug(pair)]
         for side in "ab":
-            ticket = issue_ticket(user=users[_username(pair, side)], room=room)
+            ticket = sign_ticket(user=users[_username(pair, side)], bound=room.slug)
             entries.append({"url_path": f"/ws/rooms/{room.slug}/?ticket={quote(ticket, safe='')}",
                             "pair": pair, "side": side})
     return entries

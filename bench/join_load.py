@@ -66,9 +66,9 @@ class Person:
     room: Any
 
     def path(self, **extra: str | int) -> str:
-        from calls.tickets import issue_ticket
+        from calls.tickets import sign_ticket
 
-        query = f"ticket={quote(issue_ticket(user=self.user, room=self.room), safe='')}"
+        query = f"ticket={quote(sign_ticket(user=self.user, bound=self.room.slug), safe='')}"
         for key, value in extra.items():
             query += f"&{key}={quote(str(value), safe='')}"
         return f"/ws/rooms/{self.room.slug}/?{query}"
