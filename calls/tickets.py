@@ -6,23 +6,15 @@ once, across every server process that shares the cache (Redis in production).
 """
 
 import secrets
-from functools import cache
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
-from django.core.cache import caches
 
 from accounts import audit
+from calls.shared_cache import shared_cache
 
 SALT = "parley.signaling-ticket"
-
-
-@cache
-def used_tickets():
-    """One cache client for the process. `django.core.cache.cache` is per async context, so each
-    WebSocket would open its own connection pool to Redis just to redeem its ticket."""
-    return caches.create_connection("default")
 
 
 def ticket_ttl() -> int:
@@ -57,6 +49,6 @@ def redeem_ticket(*, ticket: str, room_slug: str):
         return None
     if not isinstance(data, dict) or data.get("r") != room_slug:
         return None
-    if not used_tickets().add(f"ticket-used:{data.get('n')}", 1, timeout=ticket_ttl() + 5):
+    if not shared_cache().add(f"ticket-used:{data.get('n')}", 1, timeout=ticket_ttl() + 5):
         return None
     return get_user_model().objects.filter(pk=data.get("u"), is_active=True).first()

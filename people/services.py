@@ -13,7 +13,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db import IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -22,6 +21,7 @@ from accounts import audit
 from calls import events, metrics, protocol
 from calls import services as calls_services
 from calls.models import CallParticipant, RelayNode, Room, RoomMembership
+from calls.shared_cache import shared_cache
 from people import delivery
 from people.models import MeSocket, Ring
 
@@ -148,8 +148,8 @@ def announce_presence(*, user_id: int) -> str:
             return OFFLINE
         now = presence_of(user_id)
         key = f"presence:{user_id}"
-        if cache.get(key) != now:
-            cache.set(key, now, timeout=None)
+        if shared_cache().get(key) != now:
+            shared_cache().set(key, now, timeout=None)
             contacts = list(User.objects.filter(pk__in=contact_ids(user_id)).values_list("pk", flat=True))
             send_to_users(contacts, {"type": "presence", "user": protocol.user_object(user), "presence": now})
     return now
