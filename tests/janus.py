@@ -5,14 +5,15 @@ Only what Parley uses is loaded: the VideoRoom plugin (with an admin key, so roo
 WebSocket transport on a free 127.0.0.1 port (with an API secret). No STUN, no TURN, no 1:1 NAT, RTP on a small port
 range of its own.
 
-ICE: Janus never gathers on a loopback interface (its ice.c skips IFF_LOOPBACK interfaces, so `ice_enforce_list = "lo"`
-leaves it with none and libnice then takes every other address). The fixture therefore enforces one address of this
-host (`host_address()`, its first IPv4 address that is not loopback), on which Janus offers its only candidate, and
-the aiortc peers gather on that same address only (`same_host_only`: Linux drops packets from a host address to
-127.0.0.1, so they cannot stay on loopback). Packets between two addresses of one host go through the kernel's
-loopback path: none leaves the machine.
+ICE stays on 127.0.0.0/8. Janus never gathers on a loopback interface (its ice.c skips IFF_LOOPBACK interfaces, so
+`ice_enforce_list = "lo"` leaves it with none and libnice then takes every other address, the host's eth0 among
+them). The fixture therefore makes a veth pair, `parleysfu0` (127.0.0.2/32) and `parleysfu1`, if it is not there
+(`ensure_ice_interface()`: root and /usr/sbin/ip needed; failing, the test fails under CI=true and skips locally), and
+enforces Janus's ICE on `parleysfu0`: a veth is not loopback-flagged, so Janus and libnice gather on it, and the
+address is in the loopback range, so the kernel delivers its packets locally. The aiortc peers gather on 127.0.0.2
+only (`same_host_only`), and so does Chromium (tests/test_browser_sfu.py). No packet leaves the machine, none uses
+eth0's address.
 """
-
 import asyncio
 import json
 import os
@@ -54,7 +55,7 @@ media: {{
 }}
 nat: {{
     nice_debug = false
-    ice_enforce_list = "{ice_address}"
+    ice_enforce_list = "{ice_interface}"
     ignore_mdns = true
 }}
 plugins: {{
@@ -93,26 +94,48 @@ general: {{
 """
 
 
-def host_address() -> str:
-    """The IPv4 address of this host's first interface that has one, loopback aside: where Janus gathers its ICE
-    candidate. Asked of the kernel (SIOCGIFADDR), so no tool such as `ip` is needed."""
-    import fcntl
-    import struct
+ICE_INTERFACE = "parleysfu0"
+ICE_PEER_INTERFACE = "parleysfu1"
+ICE_ADDRESS = "127.0.0.2"
+IP = "/usr/sbin/ip"
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for _index, name in socket.if_nameindex():
-            try:
-                answer = fcntl.ioctl(probe.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))  # SIOCGIFADDR
-            except OSError:  # no IPv4 address on it
-                continue
-            address = socket.inet_ntoa(answer[20:24])
-            if not address.startswith("127."):
-                return address
-    raise RuntimeError("no IPv4 address but loopback on this host: Janus gathers no ICE candidate on loopback")
+
+def _ice_interface_ready() -> bool:
+    shown = subprocess.run([IP, "-4", "-o", "addr", "show", "dev", ICE_INTERFACE], capture_output=True, text=True)
+    return shown.returncode == 0 and f" {ICE_ADDRESS}/" in shown.stdout and "state DOWN" not in subprocess.run(
+        [IP, "-o", "link", "show", "dev", ICE_INTERFACE], capture_output=True, text=True).stdout
+
+
+def ensure_ice_interface() -> str:
+    """The veth `parleysfu0` with 127.0.0.2/32, up (made if missing; idempotent): the only interface Janus gathers ICE
+    on. Returns the address. Cannot be made (no `ip`, not root): the test fails under CI and is skipped locally."""
+    try:
+        if _ice_interface_ready():
+            return ICE_ADDRESS
+        steps = []
+        if subprocess.run([IP, "link", "show", "dev", ICE_INTERFACE], capture_output=True).returncode != 0:
+            steps.append(["link", "add", ICE_INTERFACE, "type", "veth", "peer", "name", ICE_PEER_INTERFACE])
+        steps += [["addr", "replace", f"{ICE_ADDRESS}/32", "dev", ICE_INTERFACE],
+                  ["link", "set", ICE_INTERFACE, "up"], ["link", "set", ICE_PEER_INTERFACE, "up"]]
+        for step in steps:
+            done = subprocess.run([IP, *step], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise OSError(f"ip {' '.join(step)}: {done.stderr.strip() or done.returncode}")
+        if not _ice_interface_ready():
+            raise OSError(f"{ICE_INTERFACE} is not up with {ICE_ADDRESS} after making it")
+    except OSError as error:  # FileNotFoundError: no ip tool
+        message = (f"cannot make the veth {ICE_INTERFACE} ({ICE_ADDRESS}/32) that Janus gathers ICE on: {error}; "
+                   f"as root: {IP} link add {ICE_INTERFACE} type veth peer name {ICE_PEER_INTERFACE}; "
+                   f"{IP} addr add {ICE_ADDRESS}/32 dev {ICE_INTERFACE}; {IP} link set {ICE_INTERFACE} up; "
+                   f"{IP} link set {ICE_PEER_INTERFACE} up")
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return ICE_ADDRESS
 
 
 def same_host_only(monkeypatch, address: str) -> None:
-    """aiortc's ICE gathers on `address` only (the one Janus uses): no other interface, no STUN."""
+    """aiortc's ICE gathers on `address` only (127.0.0.2, the one Janus uses): no other interface, no STUN."""
     import aioice.ice
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: [address])
@@ -141,7 +164,8 @@ class Janus:
         self.api_secret = secrets.token_urlsafe(16)
         self.admin_secret = secrets.token_urlsafe(16)
         self.admin_key = secrets.token_urlsafe(16)
-        self.ice_address = host_address()
+        self.ice_address = ensure_ice_interface()
+        self.ice_interface = ICE_INTERFACE
         self.rtp_min = 20000 + (self.port % 400) * 100
         self.rtp_max = self.rtp_min + 99
         self.process: subprocess.Popen | None = None
@@ -157,7 +181,8 @@ class Janus:
     def write(self) -> None:
         (self.dir / "janus.jcfg").write_text(JANUS_CONF.format(
             dir=self.dir, plugins=PLUGINS, transports=TRANSPORTS, api_secret=self.api_secret,
-            admin_secret=self.admin_secret, ice_address=self.ice_address, rtp_min=self.rtp_min, rtp_max=self.rtp_max,
+            admin_secret=self.admin_secret, ice_interface=self.ice_interface, rtp_min=self.rtp_min,
+            rtp_max=self.rtp_max,
             disable_plugins=",".join(f"libjanus_{name}.so" for name in OTHER_PLUGINS),
             disable_transports=",".join(f"libjanus_{name}.so" for name in OTHER_TRANSPORTS)))
         (self.dir / "janus.transport.websockets.jcfg").write_text(WEBSOCKETS_CONF.format(port=self.port))
