@@ -18,11 +18,14 @@ import asyncio
 import json
 import os
 import secrets
+import select
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -97,41 +100,146 @@ general: {{
 ICE_INTERFACE = "parleysfu0"
 ICE_PEER_INTERFACE = "parleysfu1"
 ICE_ADDRESS = "127.0.0.2"
+NETNS = "parleysfu"  # the browser test's namespace: Janus and Chromium in it, nothing but loopback ranges
 IP = "/usr/sbin/ip"
 
 
-def _ice_interface_ready() -> bool:
-    shown = subprocess.run([IP, "-4", "-o", "addr", "show", "dev", ICE_INTERFACE], capture_output=True, text=True)
-    return shown.returncode == 0 and f" {ICE_ADDRESS}/" in shown.stdout and "state DOWN" not in subprocess.run(
-        [IP, "-o", "link", "show", "dev", ICE_INTERFACE], capture_output=True, text=True).stdout
+def _ip(netns: str | None, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([IP, *(["-n", netns] if netns else []), *args], capture_output=True, text=True)
 
 
-def ensure_ice_interface() -> str:
-    """The veth `parleysfu0` with 127.0.0.2/32, up (made if missing; idempotent): the only interface Janus gathers ICE
-    on. Returns the address. Cannot be made (no `ip`, not root): the test fails under CI and is skipped locally."""
+def _ice_interface_ready(netns: str | None) -> bool:
+    address = _ip(netns, "-4", "-o", "addr", "show", "dev", ICE_INTERFACE)
+    link = _ip(netns, "-o", "link", "show", "dev", ICE_INTERFACE)
+    return address.returncode == 0 and f" {ICE_ADDRESS}/" in address.stdout and "state DOWN" not in link.stdout
+
+
+def _cannot(what: str, error: Exception) -> NoReturn:
+    message = (f"cannot make {what}: {error}; it needs root and {IP}. By hand: {IP} link add {ICE_INTERFACE} type "
+               f"veth peer name {ICE_PEER_INTERFACE}; {IP} addr add {ICE_ADDRESS}/32 dev {ICE_INTERFACE}; "
+               f"{IP} link set {ICE_INTERFACE} up; {IP} link set {ICE_PEER_INTERFACE} up")
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def ensure_ice_interface(netns: str | None = None) -> str:
+    """The veth `parleysfu0` with 127.0.0.2/32, up (made if missing; idempotent), in this network namespace or in
+    `netns`: the only interface Janus gathers ICE on. Returns the address. Cannot be made (no `ip`, not root): the
+    test fails under CI and is skipped locally."""
     try:
-        if _ice_interface_ready():
+        if _ice_interface_ready(netns):
             return ICE_ADDRESS
         steps = []
-        if subprocess.run([IP, "link", "show", "dev", ICE_INTERFACE], capture_output=True).returncode != 0:
+        if _ip(netns, "link", "show", "dev", ICE_INTERFACE).returncode != 0:
             steps.append(["link", "add", ICE_INTERFACE, "type", "veth", "peer", "name", ICE_PEER_INTERFACE])
         steps += [["addr", "replace", f"{ICE_ADDRESS}/32", "dev", ICE_INTERFACE],
                   ["link", "set", ICE_INTERFACE, "up"], ["link", "set", ICE_PEER_INTERFACE, "up"]]
         for step in steps:
-            done = subprocess.run([IP, *step], capture_output=True, text=True)
+            done = _ip(netns, *step)
             if done.returncode != 0:
                 raise OSError(f"ip {' '.join(step)}: {done.stderr.strip() or done.returncode}")
-        if not _ice_interface_ready():
+        if not _ice_interface_ready(netns):
             raise OSError(f"{ICE_INTERFACE} is not up with {ICE_ADDRESS} after making it")
     except OSError as error:  # FileNotFoundError: no ip tool
-        message = (f"cannot make the veth {ICE_INTERFACE} ({ICE_ADDRESS}/32) that Janus gathers ICE on: {error}; "
-                   f"as root: {IP} link add {ICE_INTERFACE} type veth peer name {ICE_PEER_INTERFACE}; "
-                   f"{IP} addr add {ICE_ADDRESS}/32 dev {ICE_INTERFACE}; {IP} link set {ICE_INTERFACE} up; "
-                   f"{IP} link set {ICE_PEER_INTERFACE} up")
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        _cannot(f"the veth {ICE_INTERFACE} ({ICE_ADDRESS}/32) that Janus gathers ICE on", error)
     return ICE_ADDRESS
+
+
+def ensure_netns(name: str = NETNS) -> str:
+    """A network namespace of the tests' own (made if missing; idempotent) with its loopback up and its own
+    `parleysfu0` (127.0.0.2): no other interface, so whatever runs in it (Janus, Chromium) can only use
+    127.0.0.0/8. Processes in it are reached from here through `Bridge`s (Unix sockets, which namespaces share)."""
+    try:
+        if name not in _ip(None, "netns", "list").stdout.split():
+            done = _ip(None, "netns", "add", name)
+            if done.returncode != 0:
+                raise OSError(f"ip netns add {name}: {done.stderr.strip()}")
+        done = _ip(name, "link", "set", "lo", "up")
+        if done.returncode != 0:
+            raise OSError(f"ip -n {name} link set lo up: {done.stderr.strip()}")
+    except OSError as error:
+        _cannot(f"the network namespace {name}", error)
+    ensure_ice_interface(name)
+    return name
+
+
+def in_netns(netns: str | None, command: list[str]) -> list[str]:
+    return [IP, "netns", "exec", netns, *command] if netns else command
+
+
+# A TCP <-> Unix socket relay, run as `python -c BRIDGE <listen> <target>` (each `tcp:<port>` on 127.0.0.1, or
+# `unix:<path>`), in this namespace or in another one: a TCP port in one namespace is reachable from another
+# through it, and no packet leaves either loopback.
+BRIDGE = """
+import asyncio, sys
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+async def connect(spec):
+    kind, _, where = spec.partition(":")
+    if kind == "unix":
+        return await asyncio.open_unix_connection(where)
+    return await asyncio.open_connection("127.0.0.1", int(where))
+
+async def main(listen, target):
+    async def handle(reader, writer):
+        try:
+            target_reader, target_writer = await connect(target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, target_writer), pipe(target_reader, writer))
+    kind, _, where = listen.partition(":")
+    if kind == "unix":
+        server = await asyncio.start_unix_server(handle, where)
+    else:
+        server = await asyncio.start_server(handle, "127.0.0.1", int(where))
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+class Bridge:
+    """`tcp:<port>` of one namespace reachable as `tcp:<port>` of another: two relays meeting at a Unix socket."""
+
+    def __init__(self, *, listen_port: int, listen_netns: str | None, target_port: int, target_netns: str | None,
+                 directory: Path):
+        self.path = directory / f"bridge-{listen_port}-{target_port}.sock"
+        self.path.unlink(missing_ok=True)
+        self.ends = [(target_netns, f"unix:{self.path}", f"tcp:{target_port}"),
+                     (listen_netns, f"tcp:{listen_port}", f"unix:{self.path}")]
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> "Bridge":
+        for netns, listen, target in self.ends:
+            process = subprocess.Popen(in_netns(netns, [sys.executable, "-c", BRIDGE, listen, target]),
+                                       stdout=subprocess.PIPE, text=True)
+            self.processes.append(process)
+            ready, _, _ = select.select([process.stdout], [], [], 10)
+            if not ready or process.stdout.readline().strip() != "ready":
+                self.stop()
+                raise RuntimeError(f"the relay {listen} -> {target} did not start")
+        return self
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=5)
+        self.processes = []
+        self.path.unlink(missing_ok=True)
 
 
 def same_host_only(monkeypatch, address: str) -> None:
@@ -154,17 +262,25 @@ def require_janus() -> str:
 
 
 class Janus:
-    """`url`, `api_secret` and `admin_key` are what Parley's PARLEY_JANUS_* settings would be."""
+    """`url`, `api_secret` and `admin_key` are what Parley's PARLEY_JANUS_* settings would be. With `netns`, Janus runs
+    in that network namespace (ensure_netns) and `url` is a bridge to its API port there."""
 
-    def __init__(self, directory: Path | None = None):
+    def __init__(self, directory: Path | None = None, *, netns: str | None = None):
         self.binary = require_janus()
+        self.netns = netns
         self.port = free_port()
+        self.api_port = free_port() if netns else self.port  # where Parley reaches it, here
+        self.bridge: Bridge | None = None
         self.dir = directory or PROJECT / "test-artifacts" / f"janus-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.api_secret = secrets.token_urlsafe(16)
         self.admin_secret = secrets.token_urlsafe(16)
         self.admin_key = secrets.token_urlsafe(16)
-        self.ice_address = ensure_ice_interface()
+        if netns:
+            ensure_netns(netns)
+            self.ice_address = ICE_ADDRESS
+        else:
+            self.ice_address = ensure_ice_interface()
         self.ice_interface = ICE_INTERFACE
         self.rtp_min = 20000 + (self.port % 400) * 100
         self.rtp_max = self.rtp_min + 99
@@ -172,7 +288,7 @@ class Janus:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://127.0.0.1:{self.api_port}"
 
     @property
     def log(self) -> Path:
@@ -190,10 +306,13 @@ class Janus:
 
     def start(self, timeout: float = 20.0) -> "Janus":
         self.write()
-        self.process = subprocess.Popen(
-            [self.binary, "--config", str(self.dir / "janus.jcfg"), "--configs-folder", str(self.dir),
-             "--disable-colors", "--interface", "127.0.0.1"],
+        self.process = subprocess.Popen(in_netns(self.netns, [
+            self.binary, "--config", str(self.dir / "janus.jcfg"), "--configs-folder", str(self.dir),
+            "--disable-colors", "--interface", "127.0.0.1"]),
             cwd=self.dir, stdout=subprocess.DEVNULL, stderr=open(self.dir / "stderr.log", "w"))
+        if self.netns:
+            self.bridge = Bridge(listen_port=self.api_port, listen_netns=None, target_port=self.port,
+                                 target_netns=self.netns, directory=self.dir).start()
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -212,7 +331,7 @@ class Janus:
         """Janus's `info` request over its WebSocket API: it answers once its plugins and transports are up."""
         import websockets
 
-        socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        socket.create_connection(("127.0.0.1", self.api_port), timeout=0.5).close()
         async with websockets.connect(self.url, subprotocols=["janus-protocol"], open_timeout=2) as ws:
             await ws.send(json.dumps({"janus": "info", "transaction": "ready", "apisecret": self.api_secret}))
             return json.loads(await asyncio.wait_for(ws.recv(), 2))
@@ -230,6 +349,8 @@ class Janus:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        if self.bridge:
+            self.bridge.stop()
 
     def __enter__(self) -> "Janus":
         return self.start()

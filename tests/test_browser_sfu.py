@@ -1,0 +1,157 @@
+"""The call page in SFU mode (docs/sfu.md): three Chromium pages in a `media: sfu` room, on a daphne process told
+where the test Janus is, see each other's video through Janus and chat through the signaling socket.
+
+ICE stays on 127.0.0.0/8. Chromium gathers on every interface it has, eth0's address (192.0.2.2) included, and with
+only an address filter it still sends its ICE checks from that address to Janus (seen: over lo, from 192.0.2.2 to
+127.0.0.2); no flag or policy of Chromium restricts it to some interfaces (WebRtcIPHandling only narrows it to the
+default route's, eth0). So Chromium and Janus run in a network namespace of the tests' own, `parleysfu`
+(tests/janus.py: its loopback and a veth with 127.0.0.2, nothing else), and reach daphne and Parley reaches Janus's
+API through Unix-socket bridges. The test checks what Chromium gathered and which pairs it selected.
+"""
+
+import os
+
+import pytest
+import pytest_asyncio
+
+from calls.models import Room
+from tests.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Browsers,
+    join_call,
+    tile,
+    wait_frames_grow,
+    wait_video_playing,
+)
+from tests.helpers import unavailable
+from tests.janus import IP, NETNS, Bridge, Janus, ensure_netns
+from tests.servers import DaphneServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session"), pytest.mark.django_db(transaction=True)]
+
+# Every RTCPeerConnection of the page, kept for the checks below (before the page's own scripts run).
+KEEP_CONNECTIONS = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__connections = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); window.__connections.push(this); }
+  };
+})();
+"""
+
+# [gathered local candidate addresses, [local, remote] of each selected pair] over the page's open connections.
+CANDIDATES = """
+async () => {
+  const gathered = new Set();
+  const pairs = [];
+  let open = 0;
+  for (const pc of window.__connections) {
+    if (pc.connectionState === "closed") continue;
+    open += 1;
+    const stats = await pc.getStats();
+    for (const report of stats.values()) {
+      if (report.type === "local-candidate") gathered.add(report.address);
+      if (report.type !== "transport" || !report.selectedCandidatePairId) continue;
+      const pair = stats.get(report.selectedCandidatePairId);
+      pairs.push([stats.get(pair.localCandidateId).address, stats.get(pair.remoteCandidateId).address]);
+    }
+  }
+  return { gathered: [...gathered], pairs, open };
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def janus():
+    with Janus(netns=ensure_netns()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def sfu_server(janus, django_db_setup, django_db_blocker):
+    """daphne here, told where Janus is, and reachable on the same port from inside the namespace."""
+    with django_db_blocker.unblock():
+        server = DaphneServer(env={"PARLEY_JANUS_URL": janus.url, "PARLEY_JANUS_API_SECRET": janus.api_secret,
+                                   "PARLEY_JANUS_ADMIN_KEY": janus.admin_key})
+        server.start()
+    bridge = Bridge(listen_port=server.port, listen_netns=NETNS, target_port=server.port, target_netns=None,
+                    directory=janus.dir).start()
+    yield server
+    bridge.stop()
+    server.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def netns_browser(janus):
+    """Debian's Chromium, started inside the namespace (Playwright drives it over a pipe, which needs no network)."""
+    if not os.access(CHROMIUM, os.X_OK):
+        unavailable(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    launcher = janus.dir / "chromium-in-netns"
+    launcher.write_text(f'#!/bin/sh\nexec {IP} netns exec {NETNS} {CHROMIUM} "$@"\n')
+    launcher.chmod(0o755)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(launcher), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sfu_browsers(netns_browser, sfu_server, request):
+    opened = Browsers(netns_browser, sfu_server, request.node.name)
+    yield opened
+    report = getattr(request.node, "report_call", None)
+    if report is None or report.failed:
+        await opened.save_artifacts()
+    await opened.close()
+
+
+async def in_the_call(browsers, room, users, password):
+    pages = []
+    for user in users:
+        page = await browsers.logged_in(user, password, room.get_absolute_url())
+        await page.add_init_script(KEEP_CONNECTIONS)
+        await page.reload()
+        pages.append(page)
+    peers = [await join_call(page) for page in pages]
+    return pages, peers
+
+
+async def test_three_people_in_an_sfu_call_see_each_other_and_chat(sfu_browsers, alice, bob, carol, password,
+                                                                    public_room):
+    public_room.media = Room.Media.SFU
+    await public_room.asave(update_fields=["media"])
+    pages, peers = await in_the_call(sfu_browsers, public_room, [alice, bob, carol], password)
+
+    for page, me in zip(pages, peers, strict=True):
+        assert await page.get_attribute("#call", "data-media") == "sfu"
+        for other in peers:
+            if other == me:
+                continue
+            await wait_video_playing(page, other)
+            assert await page.evaluate(f"document.querySelector('{tile(other)} video').videoWidth") > 0
+            seen = await wait_frames_grow(page, other)
+            await wait_frames_grow(page, other, beyond=seen)  # still decoding: the video goes on
+        assert await page.locator(".tile").count() == 3
+        found = await page.evaluate(CANDIDATES)
+        print("candidates", found)
+        # Two connections, both to Janus (the publisher and the subscriber): no mesh.
+        assert found["open"] == 2 and len(found["pairs"]) == 2, found
+        assert all(local.startswith("127.") and remote == "127.0.0.2" for local, remote in found["pairs"]), found
+        assert found["gathered"] and all(address.startswith(("127.", "::1", "fe80:")) for address in found["gathered"]), found
+
+    await pages[0].get_by_role("textbox", name="Message").fill("Hello through the SFU")
+    await pages[0].get_by_role("button", name="Send").click()
+    for page in pages[1:]:
+        await page.wait_for_selector(f'#chat-log li[data-from="{peers[0]}"]:has-text("Hello through the SFU")')
+    assert await pages[0].locator('#chat-log li[data-from="local"]:has-text("Hello through the SFU")').count() == 1
+
+    for page in pages:
+        await page.get_by_role("button", name="Leave").click()
+        await page.wait_for_selector("#call[data-state=ended]")
+
