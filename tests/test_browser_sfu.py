@@ -72,10 +72,11 @@ def janus():
 
 @pytest.fixture(scope="module")
 def sfu_server(janus, django_db_setup, django_db_blocker):
-    """daphne here, told where Janus is, and reachable on the same port from inside the namespace."""
+    """daphne here, told where Janus is, and reachable on the same port from inside the namespace. An `auto` room
+    is a mesh up to two people (PARLEY_MESH_MAX=2), so that three pages show the move to the SFU."""
     with django_db_blocker.unblock():
         server = DaphneServer(env={"PARLEY_JANUS_URL": janus.url, "PARLEY_JANUS_API_SECRET": janus.api_secret,
-                                   "PARLEY_JANUS_ADMIN_KEY": janus.admin_key})
+                                   "PARLEY_JANUS_ADMIN_KEY": janus.admin_key, "PARLEY_MESH_MAX": "2"})
         server.start()
     bridge = Bridge(listen_port=server.port, listen_netns=NETNS, target_port=server.port, target_netns=None,
                     directory=janus.dir).start()
@@ -111,15 +112,39 @@ async def sfu_browsers(netns_browser, sfu_server, request):
     await opened.close()
 
 
+async def opened(browsers, room, user, password):
+    page = await browsers.logged_in(user, password, room.get_absolute_url())
+    await page.add_init_script(KEEP_CONNECTIONS)
+    await page.reload()
+    return page
+
+
 async def in_the_call(browsers, room, users, password):
-    pages = []
-    for user in users:
-        page = await browsers.logged_in(user, password, room.get_absolute_url())
-        await page.add_init_script(KEEP_CONNECTIONS)
-        await page.reload()
-        pages.append(page)
+    pages = [await opened(browsers, room, user, password) for user in users]
     peers = [await join_call(page) for page in pages]
     return pages, peers
+
+
+async def see_each_other(pages, peers) -> None:
+    for page, me in zip(pages, peers, strict=True):
+        for other in peers:
+            if other == me:
+                continue
+            await wait_video_playing(page, other)
+            assert await page.evaluate(f"document.querySelector('{tile(other)} video').videoWidth") > 0
+            seen = await wait_frames_grow(page, other)
+            await wait_frames_grow(page, other, beyond=seen)  # still decoding: the video goes on
+        assert await page.locator(".tile").count() == len(pages)
+
+
+async def only_loopback_to_janus(page) -> None:
+    found = await page.evaluate(CANDIDATES)
+    print("candidates", found)
+    # Two connections, both to Janus (the publisher and the subscriber): no mesh.
+    assert found["open"] == 2 and len(found["pairs"]) == 2, found
+    assert all(local.startswith("127.") and remote == "127.0.0.2" for local, remote in found["pairs"]), found
+    loopback = ("127.", "::1", "fe80:")  # and IPv6 link-local, inside the namespace too
+    assert found["gathered"] and all(address.startswith(loopback) for address in found["gathered"]), found
 
 
 async def test_three_people_in_an_sfu_call_see_each_other_and_chat(sfu_browsers, alice, bob, carol, password,
@@ -128,23 +153,11 @@ async def test_three_people_in_an_sfu_call_see_each_other_and_chat(sfu_browsers,
     await public_room.asave(update_fields=["media"])
     pages, peers = await in_the_call(sfu_browsers, public_room, [alice, bob, carol], password)
 
-    for page, me in zip(pages, peers, strict=True):
+    for page in pages:
         assert await page.get_attribute("#call", "data-media") == "sfu"
-        for other in peers:
-            if other == me:
-                continue
-            await wait_video_playing(page, other)
-            assert await page.evaluate(f"document.querySelector('{tile(other)} video').videoWidth") > 0
-            seen = await wait_frames_grow(page, other)
-            await wait_frames_grow(page, other, beyond=seen)  # still decoding: the video goes on
-        assert await page.locator(".tile").count() == 3
-        found = await page.evaluate(CANDIDATES)
-        print("candidates", found)
-        # Two connections, both to Janus (the publisher and the subscriber): no mesh.
-        assert found["open"] == 2 and len(found["pairs"]) == 2, found
-        assert all(local.startswith("127.") and remote == "127.0.0.2" for local, remote in found["pairs"]), found
-        loopback = ("127.", "::1", "fe80:")  # and IPv6 link-local, inside the namespace too
-        assert found["gathered"] and all(address.startswith(loopback) for address in found["gathered"]), found
+    await see_each_other(pages, peers)
+    for page in pages:
+        await only_loopback_to_janus(page)
 
     await pages[0].get_by_role("textbox", name="Message").fill("Hello through the SFU")
     await pages[0].get_by_role("button", name="Send").click()
@@ -156,3 +169,35 @@ async def test_three_people_in_an_sfu_call_see_each_other_and_chat(sfu_browsers,
         await page.get_by_role("button", name="Leave").click()
         await page.wait_for_selector("#call[data-state=ended]")
 
+
+
+async def test_a_mesh_call_that_grows_past_the_limit_moves_to_the_sfu_by_itself(sfu_browsers, alice, bob, carol,
+                                                                              password, public_room):
+    assert public_room.media == Room.Media.AUTO
+    pages, peers = await in_the_call(sfu_browsers, public_room, [alice, bob], password)
+    for page in pages:
+        assert await page.get_attribute("#call", "data-media") == "mesh"
+    await see_each_other(pages, peers)
+    # Alice pins Bob's tile: the same tile, pinned still, shows Bob through the SFU afterwards.
+    await pages[0].dblclick(tile(peers[1]))
+    await pages[0].evaluate(f"document.querySelector('{tile(peers[1])}').dataset.marker = 'mesh'")
+
+    carol_page = await opened(sfu_browsers, public_room, carol, password)
+    carol_peer = await join_call(carol_page)
+    pages, peers = [*pages, carol_page], [*peers, carol_peer]
+    for page in pages:
+        await page.wait_for_selector("#call[data-media=sfu]")
+    await see_each_other(pages, peers)
+    for page in pages:
+        await only_loopback_to_janus(page)
+    moved = pages[0].locator(tile(peers[1]))
+    assert await moved.get_attribute("data-marker") == "mesh" and await moved.get_attribute("data-pinned") == "true"
+    assert await pages[0].locator('#call-events li[data-type="media-mode"]').count() == 1
+
+    await pages[2].get_by_role("button", name="Leave").click()
+    for page in pages[:2]:
+        await page.wait_for_selector(tile(peers[2]), state="detached")
+    await see_each_other(pages[:2], peers[:2])  # still through the SFU: a call does not move back
+    for page in pages[:2]:
+        await page.get_by_role("button", name="Leave").click()
+        await page.wait_for_selector("#call[data-state=ended]")
