@@ -10,6 +10,7 @@ API through Unix-socket bridges. The test checks what Chromium gathered and whic
 """
 
 import os
+import time
 
 import pytest
 import pytest_asyncio
@@ -20,6 +21,7 @@ from tests.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     Browsers,
+    frames_decoded,
     join_call,
     tile,
     wait_frames_grow,
@@ -165,7 +167,26 @@ async def test_three_people_in_an_sfu_call_see_each_other_and_chat(sfu_browsers,
         await page.wait_for_selector(f'#chat-log li[data-from="{peers[0]}"]:has-text("Hello through the SFU")')
     assert await pages[0].locator('#chat-log li[data-from="local"]:has-text("Hello through the SFU")').count() == 1
 
-    for page in pages:
+    # Mute and camera as in a mesh: the others' tiles say so; Bob's camera comes back.
+    await pages[1].get_by_role("button", name="Mute microphone").click()
+    await pages[1].get_by_role("button", name="Turn camera off").click()
+    for page in (pages[0], pages[2]):
+        await page.wait_for_selector(f'{tile(peers[1])}[data-audio="false"][data-video="false"]')
+    await pages[1].get_by_role("button", name="Turn camera on").click()
+    await pages[0].wait_for_selector(f'{tile(peers[1])}[data-video="true"]')
+    await wait_frames_grow(pages[0], peers[1])
+
+    # Alice (the owner) removes Carol: Carol's page ends, her tile and stream go from the others.
+    await pages[0].get_by_role("button", name="Options for carol").click()
+    await pages[0].get_by_role("menuitem", name="Remove carol from the call…").click()
+    dialog = pages[0].get_by_role("dialog", name="Remove carol from the call?")
+    await dialog.get_by_role("button", name="Remove").click()
+    await pages[2].wait_for_selector("#call[data-state=ended][data-close-code='4403']")
+    for page in pages[:2]:
+        await page.wait_for_selector(tile(peers[2]), state="detached")
+    await see_each_other(pages[:2], peers[:2])
+
+    for page in pages[:2]:
         await page.get_by_role("button", name="Leave").click()
         await page.wait_for_selector("#call[data-state=ended]")
 
@@ -184,6 +205,16 @@ async def test_a_mesh_call_that_grows_past_the_limit_moves_to_the_sfu_by_itself(
 
     carol_page = await opened(sfu_browsers, public_room, carol, password)
     carol_peer = await join_call(carol_page)
+    # The freeze: from the page's move to the SFU to Bob's picture moving again in Alice's tile.
+    await pages[0].wait_for_selector("#call[data-media=sfu]")
+    moved_at = time.monotonic()
+    at_move = await frames_decoded(pages[0], peers[1])
+    await pages[0].wait_for_function(  # counted on from there, or afresh for the new stream: either way, moving
+        """([selector, before]) => { const n = document.querySelector(selector + " video")
+                                       .getVideoPlaybackQuality().totalVideoFrames;
+                                     return n > before + 2 || (n < before && n > 2); }""",
+        arg=[tile(peers[1]), at_move])
+    print(f"mesh -> SFU: Bob's video moves again in Alice's tile {time.monotonic() - moved_at:.2f} s after the move")
     pages, peers = [*pages, carol_page], [*peers, carol_peer]
     for page in pages:
         await page.wait_for_selector("#call[data-media=sfu]")
