@@ -11,8 +11,12 @@ them). The fixture therefore makes a veth pair, `parleysfu0` (127.0.0.2/32) and 
 (`ensure_ice_interface()`: root and /usr/sbin/ip needed; failing, the test fails under CI=true and skips locally), and
 enforces Janus's ICE on `parleysfu0`: a veth is not loopback-flagged, so Janus and libnice gather on it, and the
 address is in the loopback range, so the kernel delivers its packets locally. The aiortc peers gather on 127.0.0.2
-only (`same_host_only`), and so does Chromium (tests/test_browser_sfu.py). No packet leaves the machine, none uses
-eth0's address.
+only (`same_host_only`). No packet leaves the machine, none uses eth0's address.
+
+Chromium gathers on every interface whatever its flags, and sends ICE checks from eth0's address even when those
+candidates are never signalled: tests/test_browser_sfu.py therefore runs Janus and Chromium in a network namespace of
+its own (`ensure_netns`: loopback and a `parleysfu0` of its own, nothing else), with `Bridge`s (Unix sockets) to
+Janus's API port and to daphne's port.
 """
 import asyncio
 import json
