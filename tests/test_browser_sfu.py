@@ -232,3 +232,21 @@ async def test_a_mesh_call_that_grows_past_the_limit_moves_to_the_sfu_by_itself(
     for page in pages[:2]:
         await page.get_by_role("button", name="Leave").click()
         await page.wait_for_selector("#call[data-state=ended]")
+
+
+async def test_a_page_whose_socket_drops_in_an_sfu_call_resumes_and_is_seen_again(sfu_browsers, alice, bob,
+                                                                                  password, public_room):
+    public_room.media = Room.Media.SFU
+    await public_room.asave(update_fields=["media"])
+    pages, peers = await in_the_call(sfu_browsers, public_room, [alice, bob], password)
+    await see_each_other(pages, peers)
+    # Bob's socket drops: his Janus session goes with it; the resumed socket starts both connections afresh.
+    await pages[1].evaluate("parley.dropSignaling()")
+    await pages[1].wait_for_selector("#call[data-reconnects='1'][data-state=joined][data-resumed=true]")
+    assert await pages[1].get_attribute("#call", "data-peer-id") == peers[1]
+    await see_each_other(pages, peers)
+    for page in pages:
+        await only_loopback_to_janus(page)  # the old connections are closed: two, both to Janus
+    for page in pages:
+        await page.get_by_role("button", name="Leave").click()
+        await page.wait_for_selector("#call[data-state=ended]")
