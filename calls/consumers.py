@@ -399,6 +399,10 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             for peer_id in list(self.peers):
                 await self.send_to_peer(Item.frame(peer_id, text))
             metrics.relayed_tally["media-state"] += 1
+        elif type(message) is protocol.Chat:  # to everyone else in the call, as media-state goes
+            text = protocol.chat_frame(peer_id=self.peer_id, text=message.text)
+            for peer_id in list(self.peers):
+                await self.send_to_peer(Item.frame(peer_id, text))
         elif type(message) is protocol.Leave:
             await self.end(CloseCode.NORMAL, Reason.LEFT, "left")
         elif type(message) is protocol.Stats:  # folded into the pair's quality row, never relayed

@@ -57,6 +57,7 @@ class ProtocolError(ValueError):
 
 MAX_SDP_CHARS = 60 * 1024
 MAX_CANDIDATE_CHARS = 1024
+MAX_CHAT_CHARS = 2000  # the page's own limit for a chat message
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,15 @@ class Stats:
     ice_failures: int | None = None
 
 
-ClientMessage = Relay | MediaState | Ping | Leave | Stats
+@dataclass(frozen=True, slots=True)
+class Chat:
+    """A chat message to everyone else in the call, relayed through the signaling socket (docs/signaling.md): the
+    SFU mode's chat, where there are no data channels between peers."""
+
+    text: str
+
+
+ClientMessage = Relay | MediaState | Ping | Leave | Stats | Chat
 
 CANDIDATE_TYPES = frozenset({"host", "srflx", "prflx", "relay"})
 TRANSPORTS = frozenset({"udp", "tcp", "tls"})
@@ -237,6 +246,11 @@ def parse_client_message(data: dict, known_peers=()) -> ClientMessage:
         return Leave()
     if kind == "stats":
         return _stats(data, known_peers)
+    if kind == "chat":
+        text = _string(data, "text", MAX_CHAT_CHARS)
+        if not text.strip():
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "'text' must not be empty.")
+        return Chat(text)
     if not isinstance(kind, str):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, "Every frame needs a string 'type'.")
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"Unknown frame type {kind[:40]!r}.")
@@ -297,6 +311,10 @@ def peer_left_frame(*, peer_id: str, reason: str) -> str:
 def media_state_frame(*, peer_id: str, state: MediaState) -> str:
     return encode({"type": "media-state", "from": peer_id, "audio": state.audio, "video": state.video,
                    "screen": state.screen})
+
+
+def chat_frame(*, peer_id: str, text: str) -> str:
+    return encode({"type": "chat", "from": peer_id, "text": text})
 
 
 def user_object(user) -> dict:

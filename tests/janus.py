@@ -5,23 +5,31 @@ Only what Parley uses is loaded: the VideoRoom plugin (with an admin key, so roo
 WebSocket transport on a free 127.0.0.1 port (with an API secret). No STUN, no TURN, no 1:1 NAT, RTP on a small port
 range of its own.
 
-ICE: Janus never gathers on a loopback interface (its ice.c skips IFF_LOOPBACK interfaces, so `ice_enforce_list = "lo"`
-leaves it with none and libnice then takes every other address). The fixture therefore enforces one address of this
-host (`host_address()`, its first IPv4 address that is not loopback), on which Janus offers its only candidate, and
-the aiortc peers gather on that same address only (`same_host_only`: Linux drops packets from a host address to
-127.0.0.1, so they cannot stay on loopback). Packets between two addresses of one host go through the kernel's
-loopback path: none leaves the machine.
-"""
+ICE stays on 127.0.0.0/8. Janus never gathers on a loopback interface (its ice.c skips IFF_LOOPBACK interfaces, so
+`ice_enforce_list = "lo"` leaves it with none and libnice then takes every other address, the host's eth0 among
+them). The fixture therefore makes a veth pair, `parleysfu0` (127.0.0.2/32) and `parleysfu1`, if it is not there
+(`ensure_ice_interface()`: root and /usr/sbin/ip needed; failing, the test fails under CI=true and skips locally), and
+enforces Janus's ICE on `parleysfu0`: a veth is not loopback-flagged, so Janus and libnice gather on it, and the
+address is in the loopback range, so the kernel delivers its packets locally. The aiortc peers gather on 127.0.0.2
+only (`same_host_only`). No packet leaves the machine, none uses eth0's address.
 
+Chromium gathers on every interface whatever its flags, and sends ICE checks from eth0's address even when those
+candidates are never signalled: tests/test_browser_sfu.py therefore runs Janus and Chromium in a network namespace of
+its own (`ensure_netns`: loopback and a `parleysfu0` of its own, nothing else), with `Bridge`s (Unix sockets) to
+Janus's API port and to daphne's port.
+"""
 import asyncio
 import json
 import os
 import secrets
+import select
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -54,7 +62,7 @@ media: {{
 }}
 nat: {{
     nice_debug = false
-    ice_enforce_list = "{ice_address}"
+    ice_enforce_list = "{ice_interface}"
     ignore_mdns = true
 }}
 plugins: {{
@@ -93,26 +101,153 @@ general: {{
 """
 
 
-def host_address() -> str:
-    """The IPv4 address of this host's first interface that has one, loopback aside: where Janus gathers its ICE
-    candidate. Asked of the kernel (SIOCGIFADDR), so no tool such as `ip` is needed."""
-    import fcntl
-    import struct
+ICE_INTERFACE = "parleysfu0"
+ICE_PEER_INTERFACE = "parleysfu1"
+ICE_ADDRESS = "127.0.0.2"
+NETNS = "parleysfu"  # the browser test's namespace: Janus and Chromium in it, nothing but loopback ranges
+IP = "/usr/sbin/ip"
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for _index, name in socket.if_nameindex():
-            try:
-                answer = fcntl.ioctl(probe.fileno(), 0x8915, struct.pack("256s", name[:15].encode()))  # SIOCGIFADDR
-            except OSError:  # no IPv4 address on it
-                continue
-            address = socket.inet_ntoa(answer[20:24])
-            if not address.startswith("127."):
-                return address
-    raise RuntimeError("no IPv4 address but loopback on this host: Janus gathers no ICE candidate on loopback")
+
+def _ip(netns: str | None, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([IP, *(["-n", netns] if netns else []), *args], capture_output=True, text=True)
+
+
+def _ice_interface_ready(netns: str | None) -> bool:
+    address = _ip(netns, "-4", "-o", "addr", "show", "dev", ICE_INTERFACE)
+    link = _ip(netns, "-o", "link", "show", "dev", ICE_INTERFACE)
+    return address.returncode == 0 and f" {ICE_ADDRESS}/" in address.stdout and "state DOWN" not in link.stdout
+
+
+def _cannot(what: str, error: Exception) -> NoReturn:
+    message = (f"cannot make {what}: {error}; it needs root and {IP}. By hand: {IP} link add {ICE_INTERFACE} type "
+               f"veth peer name {ICE_PEER_INTERFACE}; {IP} addr add {ICE_ADDRESS}/32 dev {ICE_INTERFACE}; "
+               f"{IP} link set {ICE_INTERFACE} up; {IP} link set {ICE_PEER_INTERFACE} up")
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def ensure_ice_interface(netns: str | None = None) -> str:
+    """The veth `parleysfu0` with 127.0.0.2/32, up (made if missing; idempotent), in this network namespace or in
+    `netns`: the only interface Janus gathers ICE on. Returns the address. Cannot be made (no `ip`, not root): the
+    test fails under CI and is skipped locally."""
+    try:
+        if _ice_interface_ready(netns):
+            return ICE_ADDRESS
+        steps = []
+        if _ip(netns, "link", "show", "dev", ICE_INTERFACE).returncode != 0:
+            steps.append(["link", "add", ICE_INTERFACE, "type", "veth", "peer", "name", ICE_PEER_INTERFACE])
+        steps += [["addr", "replace", f"{ICE_ADDRESS}/32", "dev", ICE_INTERFACE],
+                  ["link", "set", ICE_INTERFACE, "up"], ["link", "set", ICE_PEER_INTERFACE, "up"]]
+        for step in steps:
+            done = _ip(netns, *step)
+            if done.returncode != 0:
+                raise OSError(f"ip {' '.join(step)}: {done.stderr.strip() or done.returncode}")
+        if not _ice_interface_ready(netns):
+            raise OSError(f"{ICE_INTERFACE} is not up with {ICE_ADDRESS} after making it")
+    except OSError as error:  # FileNotFoundError: no ip tool
+        _cannot(f"the veth {ICE_INTERFACE} ({ICE_ADDRESS}/32) that Janus gathers ICE on", error)
+    return ICE_ADDRESS
+
+
+def ensure_netns(name: str = NETNS) -> str:
+    """A network namespace of the tests' own (made if missing; idempotent) with its loopback up and its own
+    `parleysfu0` (127.0.0.2): no other interface, so whatever runs in it (Janus, Chromium) can only use
+    127.0.0.0/8. Processes in it are reached from here through `Bridge`s (Unix sockets, which namespaces share)."""
+    try:
+        if name not in _ip(None, "netns", "list").stdout.split():
+            done = _ip(None, "netns", "add", name)
+            if done.returncode != 0:
+                raise OSError(f"ip netns add {name}: {done.stderr.strip()}")
+        done = _ip(name, "link", "set", "lo", "up")
+        if done.returncode != 0:
+            raise OSError(f"ip -n {name} link set lo up: {done.stderr.strip()}")
+    except OSError as error:
+        _cannot(f"the network namespace {name}", error)
+    ensure_ice_interface(name)
+    return name
+
+
+def in_netns(netns: str | None, command: list[str]) -> list[str]:
+    return [IP, "netns", "exec", netns, *command] if netns else command
+
+
+# A TCP <-> Unix socket relay, run as `python -c BRIDGE <listen> <target>` (each `tcp:<port>` on 127.0.0.1, or
+# `unix:<path>`), in this namespace or in another one: a TCP port in one namespace is reachable from another
+# through it, and no packet leaves either loopback.
+BRIDGE = """
+import asyncio, sys
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+async def connect(spec):
+    kind, _, where = spec.partition(":")
+    if kind == "unix":
+        return await asyncio.open_unix_connection(where)
+    return await asyncio.open_connection("127.0.0.1", int(where))
+
+async def main(listen, target):
+    async def handle(reader, writer):
+        try:
+            target_reader, target_writer = await connect(target)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(pipe(reader, target_writer), pipe(target_reader, writer))
+    kind, _, where = listen.partition(":")
+    if kind == "unix":
+        server = await asyncio.start_unix_server(handle, where)
+    else:
+        server = await asyncio.start_server(handle, "127.0.0.1", int(where))
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+class Bridge:
+    """`tcp:<port>` of one namespace reachable as `tcp:<port>` of another: two relays meeting at a Unix socket."""
+
+    def __init__(self, *, listen_port: int, listen_netns: str | None, target_port: int, target_netns: str | None,
+                 directory: Path):
+        self.path = directory / f"bridge-{listen_port}-{target_port}.sock"
+        self.path.unlink(missing_ok=True)
+        self.ends = [(target_netns, f"unix:{self.path}", f"tcp:{target_port}"),
+                     (listen_netns, f"tcp:{listen_port}", f"unix:{self.path}")]
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> "Bridge":
+        for netns, listen, target in self.ends:
+            process = subprocess.Popen(in_netns(netns, [sys.executable, "-c", BRIDGE, listen, target]),
+                                       stdout=subprocess.PIPE, text=True)
+            self.processes.append(process)
+            ready, _, _ = select.select([process.stdout], [], [], 10)
+            if not ready or process.stdout.readline().strip() != "ready":
+                self.stop()
+                raise RuntimeError(f"the relay {listen} -> {target} did not start")
+        return self
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=5)
+        self.processes = []
+        self.path.unlink(missing_ok=True)
 
 
 def same_host_only(monkeypatch, address: str) -> None:
-    """aiortc's ICE gathers on `address` only (the one Janus uses): no other interface, no STUN."""
+    """aiortc's ICE gathers on `address` only (127.0.0.2, the one Janus uses): no other interface, no STUN."""
     import aioice.ice
 
     monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: [address])
@@ -131,24 +266,33 @@ def require_janus() -> str:
 
 
 class Janus:
-    """`url`, `api_secret` and `admin_key` are what Parley's PARLEY_JANUS_* settings would be."""
+    """`url`, `api_secret` and `admin_key` are what Parley's PARLEY_JANUS_* settings would be. With `netns`, Janus runs
+    in that network namespace (ensure_netns) and `url` is a bridge to its API port there."""
 
-    def __init__(self, directory: Path | None = None):
+    def __init__(self, directory: Path | None = None, *, netns: str | None = None):
         self.binary = require_janus()
+        self.netns = netns
         self.port = free_port()
+        self.api_port = free_port() if netns else self.port  # where Parley reaches it, here
+        self.bridge: Bridge | None = None
         self.dir = directory or PROJECT / "test-artifacts" / f"janus-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.api_secret = secrets.token_urlsafe(16)
         self.admin_secret = secrets.token_urlsafe(16)
         self.admin_key = secrets.token_urlsafe(16)
-        self.ice_address = host_address()
+        if netns:
+            ensure_netns(netns)
+            self.ice_address = ICE_ADDRESS
+        else:
+            self.ice_address = ensure_ice_interface()
+        self.ice_interface = ICE_INTERFACE
         self.rtp_min = 20000 + (self.port % 400) * 100
         self.rtp_max = self.rtp_min + 99
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"ws://127.0.0.1:{self.api_port}"
 
     @property
     def log(self) -> Path:
@@ -157,7 +301,8 @@ class Janus:
     def write(self) -> None:
         (self.dir / "janus.jcfg").write_text(JANUS_CONF.format(
             dir=self.dir, plugins=PLUGINS, transports=TRANSPORTS, api_secret=self.api_secret,
-            admin_secret=self.admin_secret, ice_address=self.ice_address, rtp_min=self.rtp_min, rtp_max=self.rtp_max,
+            admin_secret=self.admin_secret, ice_interface=self.ice_interface, rtp_min=self.rtp_min,
+            rtp_max=self.rtp_max,
             disable_plugins=",".join(f"libjanus_{name}.so" for name in OTHER_PLUGINS),
             disable_transports=",".join(f"libjanus_{name}.so" for name in OTHER_TRANSPORTS)))
         (self.dir / "janus.transport.websockets.jcfg").write_text(WEBSOCKETS_CONF.format(port=self.port))
@@ -165,10 +310,13 @@ class Janus:
 
     def start(self, timeout: float = 20.0) -> "Janus":
         self.write()
-        self.process = subprocess.Popen(
-            [self.binary, "--config", str(self.dir / "janus.jcfg"), "--configs-folder", str(self.dir),
-             "--disable-colors", "--interface", "127.0.0.1"],
+        self.process = subprocess.Popen(in_netns(self.netns, [
+            self.binary, "--config", str(self.dir / "janus.jcfg"), "--configs-folder", str(self.dir),
+            "--disable-colors", "--interface", "127.0.0.1"]),
             cwd=self.dir, stdout=subprocess.DEVNULL, stderr=open(self.dir / "stderr.log", "w"))
+        if self.netns:
+            self.bridge = Bridge(listen_port=self.api_port, listen_netns=None, target_port=self.port,
+                                 target_netns=self.netns, directory=self.dir).start()
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -187,7 +335,7 @@ class Janus:
         """Janus's `info` request over its WebSocket API: it answers once its plugins and transports are up."""
         import websockets
 
-        socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+        socket.create_connection(("127.0.0.1", self.api_port), timeout=0.5).close()
         async with websockets.connect(self.url, subprotocols=["janus-protocol"], open_timeout=2) as ws:
             await ws.send(json.dumps({"janus": "info", "transaction": "ready", "apisecret": self.api_secret}))
             return json.loads(await asyncio.wait_for(ws.recv(), 2))
@@ -205,6 +353,8 @@ class Janus:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+        if self.bridge:
+            self.bridge.stop()
 
     def __enter__(self) -> "Janus":
         return self.start()

@@ -1,5 +1,6 @@
-// The call page: one mesh call in one room. This module is the page's entry and its state machine (idle, joining,
-// connecting, joined, reconnecting, ended); signaling frames are handled one at a time, in order.
+// The call page: one call in one room, a mesh (peer.js: a connection per person) or through the SFU (sfu.js, when
+// the welcome or a media-mode frame says "sfu"). This module is the page's entry and its state machine (idle,
+// joining, connecting, joined, reconnecting, ended); signaling frames are handled one at a time, in order.
 // Tiles, controls and chat live in their own modules.
 //
 // Continuity: a lost signaling socket is not a lost call. The RTCPeerConnections and the local media stay while
@@ -14,6 +15,7 @@ import { Peer } from "./peer.js";
 import { PreJoin, useChosenDevices } from "./prejoin.js";
 import { QualityMonitor } from "./quality.js";
 import { Participation } from "./resume.js";
+import { SFU, SfuMode } from "./sfu.js";
 import { Signaling } from "./signaling.js";
 import { LEAVE_REASONS, StatusView, inCallText } from "./status.js";
 import { Tiles } from "./tiles.js";
@@ -23,7 +25,8 @@ class CallPage {
     this.config = config;
     this.root = root;
     this.media = new LocalMedia();
-    this.peers = new Map();
+    this.peers = new Map(); // peer id -> Peer (mesh) or RemoteFeed (SFU mode)
+    this.sfuMode = new SfuMode(this); // SFU mode's session and feeds (sfu.js)
     this.frames = Promise.resolve();
     this.signaling = null;
     this.iceServers = null;
@@ -39,7 +42,8 @@ class CallPage {
       onChange: () => this.sendMediaState(), alert: (message) => this.view.alert(message),
       inCall: () => ["joined", "reconnecting", "connecting"].includes(this.view.state),
     });
-    this.chat = new Chat(() => this.peers.values(), (entry) => this.me.addChat(entry));
+    this.chat = new Chat(() => this.peers.values(), (entry) => this.me.addChat(entry),
+                         () => (this.sfu ? this.signaling : null)); // in SFU mode chat goes by the socket
     this.quality = new QualityMonitor(() => this.peers.values(), (peer, quality, detail) => {
       this.tiles.setQuality(peer, quality, detail);
       this.updateStatus();
@@ -71,6 +75,8 @@ class CallPage {
   }
 
   get peerId() { return this.me.peerId; }
+
+  get sfu() { return this.sfuMode.session; } // the SfuSession in SFU mode, else null
 
   // --- The status line ----------------------------------------------------------------------------
 
@@ -163,6 +169,7 @@ class CallPage {
       // Refused or ended by the server, or we left: nothing to resume any more.
       this.me.end();
       this.dropPeers();
+      this.sfuMode.stop();
       this.tiles.stopSpeaking();
       if (code !== 1000) this.view.alert(message);
       this.media.stopAll();
@@ -207,14 +214,19 @@ class CallPage {
       case "peer-state": return this.onPeerState(frame.peer_id, frame.state);
       case "offer":
       case "answer": {
+        if (frame.from === SFU || this.sfu) return this.sfuMode.onFrame(frame);
         const peer = this.peerFor(frame.from);
         return peer && peer.enqueue(() => peer.handleDescription(frame.type, frame.sdp));
       }
       case "candidate": {
+        if (frame.from === SFU || this.sfu) return this.sfuMode.onFrame(frame);
         const peer = this.peerFor(frame.from);
         return peer && peer.enqueue(() => peer.handleCandidate(frame.candidate));
       }
       case "media-state": return this.onMediaState(frame.from, frame);
+      case "media-mode":
+        return frame.media === SFU && !this.sfu ? this.sfuMode.start("The call moved to the media server.") : undefined;
+      case "chat": return this.onChat(frame);
       case "pong": return undefined;
       case "error":
         console.warn("signaling error", frame.code, frame.detail);
@@ -232,6 +244,9 @@ class CallPage {
     this.root.dataset.resumed = String(frame.resumed);
     this.iceServers = (await this.iceServersPromise) || frame.ice_servers || [];
     const listed = (frame.peers || []).filter((info) => info.peer_id !== frame.peer_id && !this.me.formerPeerIds.has(info.peer_id));
+    this.root.dataset.media = frame.media === SFU ? SFU : "mesh";
+    // SFU mode starts afresh after every welcome, a resumed one too (docs/sfu.md): the server's session is new.
+    if (frame.media === SFU) this.sfuMode.start();
     if (frame.resumed) {
       this.onResumed(listed, frame.replay === "partial");
     } else {
@@ -325,6 +340,12 @@ class CallPage {
     this.tiles.update(peer);
   }
 
+  onChat(frame) {
+    const peer = this.peers.get(frame.from);
+    this.chat.show(peer ? nameOf(peer.user) : "Someone", String(frame.text || "").slice(0, 2000), frame.from);
+    this.controls.noteUnread();
+  }
+
   /** The peer a description or candidate comes from; one we have not heard of is created on the spot. */
   peerFor(peerId) {
     if (!peerId || peerId === this.peerId) return null;
@@ -334,6 +355,7 @@ class CallPage {
   // --- Peers -------------------------------------------------------------------------------------
 
   addPeer(info, { initiator }) {
+    if (this.sfu) return this.sfuMode.addFeed(info);
     const peer = new Peer({
       peerId: info.peer_id, user: info.user, polite: info.polite, media: info.media, initiator,
       iceServers: this.iceServers || [], local: this.media,
@@ -368,8 +390,9 @@ class CallPage {
     for (const peerId of [...this.peers.keys()]) this.removePeer(peerId);
   }
 
+  /** An action on every connection we send on: each Peer in a mesh, the SFU session's publisher in SFU mode. */
   async eachPeer(action) {
-    await Promise.all([...this.peers.values()].map((peer) => action(peer).catch((error) => console.error(error))));
+    await Promise.all((this.sfu ? [this.sfu] : [...this.peers.values()]).map((peer) => action(peer).catch((error) => console.error(error))));
   }
 
   sendMediaState() {

@@ -1,13 +1,16 @@
-// The call's chat: messages go peer to peer over each RTCPeerConnection's "chat" data channel.
+// The call's chat: in a mesh, messages go peer to peer over each RTCPeerConnection's "chat" data channel; in SFU
+// mode (no connections between peers) through the signaling socket, as `chat` frames (docs/signaling.md).
 import { $ } from "./dom.js";
 
 export class Chat {
   /**
    * @param {() => Iterable} peers  the current peers (each with sendChat)
    * @param {(entry: {who, text, from, note}) => void} onShown  every message shown (the page keeps them)
+   * @param {() => object|null} socket  the signaling socket when chat goes through it (SFU mode), else null
    */
-  constructor(peers, onShown = () => {}) {
+  constructor(peers, onShown = () => {}, socket = () => null) {
     this.peers = peers;
+    this.socket = socket;
     this.onShown = onShown;
     this.log = $("#chat-log");
     this.input = $("#chat-input");
@@ -17,6 +20,13 @@ export class Chat {
   send() {
     const text = this.input.value.trim();
     if (!text) return;
+    const socket = this.socket();
+    if (socket) {
+      const sent = socket.up && socket.send({ type: "chat", text: text.slice(0, 2000) });
+      this.show("You", text, "local", sent ? "" : "not delivered: reconnecting");
+      this.input.value = "";
+      return;
+    }
     let delivered = 0;
     let peers = 0;
     for (const peer of this.peers()) {

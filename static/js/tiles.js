@@ -55,10 +55,27 @@ export class Tiles {
     this.container.append(tile);
     this.update(peer);
     this.layout();
+    this.follow(peer, video);
+  }
 
+  follow(peer, video) {
     peer.addEventListener("track", () => video.play().catch(() => {}));
     peer.addEventListener("state", () => this.update(peer));
     peer.addEventListener("signaling", () => this.update(peer));
+  }
+
+  /** `peer` takes over `old`'s tile, where it stands, pinned or not (a call moving from the mesh to the SFU). */
+  adopt(old, peer) {
+    const tile = old.tile;
+    if (!tile) return this.add(peer);
+    old.tile = null;
+    peer.tile = tile;
+    this.peersByTile.set(tile, peer);
+    const video = $("video", tile);
+    video.srcObject = peer.remoteStream;
+    this.follow(peer, video);
+    this.update(peer);
+    return undefined;
   }
 
   bindMenu(tile) {
