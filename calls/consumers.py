@@ -403,6 +403,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             text = protocol.chat_frame(peer_id=self.peer_id, text=message.text)
             for peer_id in list(self.peers):
                 await self.send_to_peer(Item.frame(peer_id, text))
+            metrics.relayed_tally["chat"] += 1
         elif type(message) is protocol.Leave:
             await self.end(CloseCode.NORMAL, Reason.LEFT, "left")
         elif type(message) is protocol.Stats:  # folded into the pair's quality row, never relayed

@@ -32,7 +32,7 @@ SOCKETS = Gauge("parley_open_sockets", "Open WebSockets: room calls (room) and t
                 multiprocess_mode="livesum")
 ROOM_SOCKETS, ME_SOCKETS = SOCKETS.labels("room"), SOCKETS.labels("me")
 
-RELAYED_TYPES = ("offer", "answer", "candidate", "media-state")
+RELAYED_TYPES = ("offer", "answer", "candidate", "media-state", "chat")
 FRAMES_RELAYED = Counter("parley_frames_relayed", "Client frames relayed, by type (a media-state once, however many "
                          "peers it goes to).", ["type"])
 RELAYED = {kind: FRAMES_RELAYED.labels(kind) for kind in RELAYED_TYPES}
