@@ -5,7 +5,7 @@ where each is served, how it connects and how good its media is so far. The page
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as format_date
@@ -58,7 +58,10 @@ def live_calls(*, now: datetime | None = None) -> dict:
     """Every live call, newest first, with its live participants in join order (4 queries, however many)."""
     now = now or timezone.now()
     participants = CallParticipant.objects.live().select_related("user").prefetch_related("quality")
-    calls = (Call.objects.live().select_related("room").order_by("-started_at", "-pk")
+    # A call with a Janus room (sfu.JanusRoom, by its relation's name: calls does not import the sfu app) is in
+    # SFU mode (docs/sfu.md); any other call is a mesh.
+    calls = (Call.objects.live().select_related("room").annotate(janus_rooms=Count("janus_room"))
+             .order_by("-started_at", "-pk")
              .prefetch_related(Prefetch("participants", queryset=participants, to_attr="live_participants")))
     beat_since = now - timedelta(seconds=settings.PARLEY_SIGNALING["NODE_TIMEOUT"])
     live_nodes = set(RelayNode.objects.filter(beat_at__gte=beat_since).values_list("channel", flat=True))
@@ -72,6 +75,7 @@ def live_calls(*, now: datetime | None = None) -> dict:
             "started_at": call.started_at.isoformat(),
             "started": shown(call.started_at),
             "duration": format_duration(now - call.started_at),
+            "media": "sfu" if call.janus_rooms else "mesh",
             "participants": people,
             "reconnecting": sum(p["state"] == "reconnecting" for p in people),
             "admin_url": reverse("admin:calls_call_change", args=[call.pk]),

@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from calls import services
 from calls.models import Call, CallParticipant, CallQuality, RelayNode
+from sfu.models import JanusRoom
 from tests.helpers import a_past_call, in_call
 
 pytestmark = pytest.mark.django_db
@@ -78,6 +79,7 @@ def test_the_json_view_has_the_same_snapshot(operator, live_call):
     [call] = snapshot["calls"]
     assert (call["id"], call["room"], call["room_slug"]) == (live_call["call"].pk, "Board room", "board-room")
     assert call["end_url"] == end_url(live_call["call"]) and call["reconnecting"] == 1
+    assert call["media"] == "mesh"
     alice, bob = call["participants"]
     assert (alice["name"], alice["username"], alice["state"]) == ("Alice A.", "alice", "reconnecting")
     assert alice["quality"] == {"verdict": "no reports", "poor": False, "mos": None, "reasons": [],
@@ -86,6 +88,14 @@ def test_the_json_view_has_the_same_snapshot(operator, live_call):
     assert bob["quality"]["verdict"] == "poor" and bob["quality"]["mos"] == 3.0
     assert (bob["server"], bob["server_alive"]) == ("test-node", True)
     assert bob["peer_id"] == str(live_call["bob"].peer_id) and bob["kick_url"] == kick_url(live_call["bob"])
+
+
+def test_a_call_with_a_janus_room_shows_as_sfu(operator, live_call):
+    JanusRoom.objects.create(call=live_call["call"], room=1234, secret="s" * 20, pin="p" * 20)
+    [call] = operator.get(DATA).json()["calls"]
+    assert call["media"] == "sfu"
+    body = operator.get(LIVE).content.decode()
+    assert 'data-media="sfu">SFU<' in body and "s" * 20 not in body and "p" * 20 not in body
 
 
 def test_the_json_view_lists_nothing_when_no_call_is_live(operator, public_room, alice):

@@ -34,6 +34,7 @@ function callModule(call) {
   const caption = element("caption", {},
     element("a", { href: call.admin_url }, call.room), " ",
     element("span", { class: "live-call-since" }, `started ${call.started} (${call.duration})`), " ",
+    element("span", { class: "live-call-media", "data-media": call.media }, call.media === "sfu" ? "SFU" : "mesh"), " ",
     element("a", { class: "live-end", href: call.end_url }, "End call"));
   const head = element("thead", {}, element("tr", {},
     ...["Name", "Joined", "Server process", "Connection", "Quality", "State", ""].map(
