@@ -536,7 +536,7 @@ def test_a_room_created_in_the_admin_is_audited_with_the_operators_address(clien
     client.force_login(admin_user)
     response = client.post("/admin/calls/room/add/", {
         "name": "Ops room", "slug": "ops-room", "owner": alice.pk, "visibility": "private", "kind": "group",
-        "max_participants": 4, "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
+        "media": "auto", "max_participants": 4, "memberships-TOTAL_FORMS": 0, "memberships-INITIAL_FORMS": 0,
     }, REMOTE_ADDR=ADDRESS)
     assert response.status_code == 302, response.content.decode()[:2000]
     event = only("room.created")

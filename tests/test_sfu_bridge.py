@@ -519,3 +519,6 @@ async def test_when_janus_restarts_sfu_sockets_close_4503_and_resume_onto_the_ne
             assert client.welcome["resumed"] and client.media == "sfu"
         for client in clients:
             await client.receives([other for other in clients if other is not client])
+    # While this test's own server still runs (the autouse check comes after it is stopped, and a stopping server
+    # suspends the participations it holds instead of recording their leaves).
+    await eventually(no_live_participant, timeout=15)

@@ -1,12 +1,10 @@
-// The call page: one call in one room, a mesh (peer.js: a connection per person) or through the SFU (sfu.js, when
-// the welcome or a media-mode frame says "sfu"). This module is the page's entry and its state machine (idle,
-// joining, connecting, joined, reconnecting, ended); signaling frames are handled one at a time, in order.
-// Tiles, controls and chat live in their own modules.
-//
-// Continuity: a lost signaling socket is not a lost call. The RTCPeerConnections and the local media stay while
-// the page reconnects with its resume token and the last `seq` it saw; the server then replays what it missed.
-// A reload resumes the same participation from sessionStorage (resume.js) and renegotiates with everyone.
+// The call page: one call in one room, a mesh (peer.js) or through the SFU (sfu.js, when the welcome or a
+// media-mode frame says "sfu"): the page's entry and state machine (idle, joining, connecting, joined, reconnecting,
+// ended), handling signaling frames one at a time, in order; tiles, controls and chat have modules of their own.
+// A lost signaling socket is not a lost call: the connections and local media stay while the page resumes with its
+// token and last `seq` (replayed by the server); a reload resumes from sessionStorage (resume.js).
 import { api } from "./api.js";
+import { installHooks } from "./call-hooks.js";
 import { Chat } from "./chat.js";
 import { Controls } from "./controls.js";
 import { $, nameOf } from "./dom.js";
@@ -75,7 +73,6 @@ class CallPage {
   }
 
   get peerId() { return this.me.peerId; }
-
   get sfu() { return this.sfuMode.session; } // the SfuSession in SFU mode, else null
 
   // --- The status line ----------------------------------------------------------------------------
@@ -409,28 +406,9 @@ class CallPage {
       this.view.alert(`Could not remove ${nameOf(peer.user)}: ${error.message}`);
     }
   }
-
-  // --- Hooks for tests and for debugging from the console ----------------------------------------
-
-  /** Renegotiate with every peer at once (an ICE restart): two pages calling this together make glare. */
-  renegotiateAll() {
-    for (const peer of this.peers.values()) peer.restartIce("requested");
-  }
-
-  /** Hold incoming frames back (tests use it to make two offers cross for certain), then let them through. */
-  holdFrames() { this.heldFrames = this.heldFrames || []; }
-
-  releaseFrames() {
-    const held = this.heldFrames || [];
-    this.heldFrames = null;
-    for (const frame of held) this.process(frame);
-  }
-
-  /** Drop the signaling socket as a network failure would. */
-  dropSignaling() {
-    if (this.signaling) this.signaling.drop();
-  }
 }
+
+installHooks(CallPage);
 
 const configElement = document.getElementById("call-config");
 const stateElement = document.getElementById("call-state");
