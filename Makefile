@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test fuzz lint bandit audit migrate superuser reap clean
+.PHONY: run test fuzz sfu-measure lint bandit audit migrate superuser reap clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(BIN)/.installed
 # The long fuzzing run (10,000 frames per server; docs/security.md), left out of `make test`.
 fuzz: $(BIN)/.installed
 	$(BIN)/python -m pytest -m fuzz $(PYTEST_ARGS)
+
+# The SFU's upload, encoder and CPU figures (docs/sfu.md), left out of `make test`.
+sfu-measure: $(BIN)/.installed
+	$(BIN)/python -m pytest -m measure -s tests/test_sfu_measure.py $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -1,6 +1,7 @@
-"""Measured, not run by default (PARLEY_SFU_MEASURE=1 runs it): what a client uploads and how many video encoders it
-runs at 5 people in a mesh and through the SFU (from aiortc's getStats `outbound-rtp`), and the CPU time Janus and
-the daphne process spend on a 6-person SFU call. Figures go to test-artifacts/sfu-measure.json and docs/sfu.md.
+"""Measured, not run by `make test` (the `measure` marker; `make sfu-measure` runs it): what a client uploads
+and how many video encoders it runs at 5 people in a mesh and through the SFU (from aiortc's getStats
+`outbound-rtp`), and the CPU time Janus and the daphne process spend on a 6-person SFU call. Figures go to
+test-artifacts/sfu-measure.json and docs/sfu.md.
 
 aiortc clients, 160x120 at 15 fps (small: six clients share two cores) with a noisy picture, so that each encoder
 spends its whole bitrate as with a camera: aiortc's VP8 encoder starts at 500 kbit/s and follows the receiver's
@@ -23,9 +24,7 @@ from tests.test_sfu_bridge import COLOURS, TIMEOUT, SfuClient, set_media, ws_url
 janus, sfu_server, people, call_room = (bridge_tests.janus, bridge_tests.sfu_server, bridge_tests.people,
                                         bridge_tests.call_room)
 
-MEASURE = bool(os.environ.get("PARLEY_SFU_MEASURE"))
-pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True),
-              pytest.mark.skipif(not MEASURE, reason="a measurement: run with PARLEY_SFU_MEASURE=1")]
+pytestmark = [pytest.mark.live, pytest.mark.measure, pytest.mark.django_db(transaction=True)]
 
 WINDOW = 10.0  # seconds measured, after the warm-up
 WARM_UP = 8.0
