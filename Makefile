@@ -33,7 +33,7 @@ lint: $(BIN)/.installed
 
 # Static security analysis of our code (docs/security.md): any high-severity finding fails; CI runs it.
 bandit: $(BIN)/.installed
-	$(BIN)/bandit -q -r accounts calls config bench --severity-level high
+	$(BIN)/bandit -q -r accounts calls people webhooks sfu config bench --severity-level high
 
 # Known vulnerabilities in the pinned requirements (PyPI's advisory data). --strict fails when a package could not
 # be audited, so a machine that cannot reach the data (CI's and the developers' here) fails instead of passing.

@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -438,7 +439,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="seconds to wait for the database to show every join")
     parser.add_argument("--server-pid", type=int, action="append", default=[], help="joins: sample this server")
     parser.add_argument("--server-cmd", help="storm: the command that starts the server (it is started twice)")
-    parser.add_argument("--server-log", type=Path, default=Path("/tmp/parley-bench-storm.log"))
+    parser.add_argument("--server-log", type=Path, default=Path(tempfile.gettempdir()) / "parley-bench-storm.log")
     parser.add_argument("--hold", type=float, default=2.0, help="storm: seconds in calls before the restart")
     parser.add_argument("--storm-timeout", type=float, default=120.0,
                         help="storm: seconds after SIGTERM a peer may take to come back")
