@@ -271,8 +271,9 @@ PONG = encode({"type": "pong"})
 
 
 def welcome_frame(*, peer_id: str, call_id: int, room, peers: list[dict], ice_servers: list, resume_token: str,
-                  resume_seconds: int, replay: str | None = None) -> str:
-    """The first frame on a joined socket. `replay` is set on a resume ("complete" or "partial")."""
+                  resume_seconds: int, replay: str | None = None, media: str = "mesh") -> str:
+    """The first frame on a joined socket. `replay` is set on a resume ("complete" or "partial"); `media` is the
+    call's ("mesh", or "sfu": sfu.bridge makes it again for a call in SFU mode)."""
     frame = {
         "type": "welcome",
         "peer_id": peer_id,
@@ -283,6 +284,7 @@ def welcome_frame(*, peer_id: str, call_id: int, room, peers: list[dict], ice_se
         "resume_token": resume_token,
         "resume_seconds": resume_seconds,
         "resumed": replay is not None,
+        "media": media,
     }
     if replay is not None:
         frame["replay"] = replay

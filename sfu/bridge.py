@@ -77,12 +77,11 @@ async def on_join(consumer, joined) -> bool:
                 return False
             consumer.sfu_switched = bool(joined.others)
             logger.info("sfu: call %s moves to Janus room %s", participant.call_id, keys.room)
-    media = SFU if keys else "mesh"
-    if keys:
+    if keys:  # the welcome says "mesh" as made; a call in SFU mode (the rarer case) has it made again
         consumer.sfu = SfuPeer(consumer, keys)
-    welcome = orjson.loads(consumer.welcome_text)
-    welcome["media"] = media
-    consumer.welcome_text = protocol.encode(welcome)
+        welcome = orjson.loads(consumer.welcome_text)
+        welcome["media"] = SFU
+        consumer.welcome_text = protocol.encode(welcome)
     return True
 
 

@@ -34,7 +34,7 @@ from typing import NoReturn
 import pytest
 
 from tests.helpers import IN_CI
-from tests.servers import PROJECT, free_port
+from tests.servers import PROJECT, free_port, terminate
 
 PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus/plugins")
 TRANSPORTS = Path("/usr/lib/x86_64-linux-gnu/janus/transports")
@@ -346,13 +346,7 @@ class Janus:
         return text + (stderr.read_text(errors="replace") if stderr.exists() else "")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        terminate(self.process)
         if self.bridge:
             self.bridge.stop()
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests.deploy import DEPLOY, require_binary
-from tests.servers import PROJECT, free_port
+from tests.servers import PROJECT, free_port, terminate
 
 SHIPPED = DEPLOY / "nginx" / "parley.conf"
 UPSTREAM_SERVER = re.compile(r"^(\s*)server 127\.0\.0\.1:\d+( [^;]*)?;\n", re.MULTILINE)
@@ -159,13 +159,7 @@ class Nginx:
         return path.read_text() if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()  # SIGTERM: nginx's fast shutdown
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        terminate(self.process)  # SIGTERM: nginx's fast shutdown
 
     def __enter__(self) -> "Nginx":
         return self.start()

@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 
 from tests.deploy import require_binary
-from tests.servers import PROJECT, free_port
+from tests.servers import PROJECT, free_port, terminate
 
 SERVICE = "parley"
 DOWN_AFTER_MS = 1000  # production would use a few seconds (docs/deploy.md); the test wants a quick failover
@@ -38,13 +38,7 @@ class RedisProcess:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        terminate(self.process, timeout=15)
 
 
 class SentinelGroup:
