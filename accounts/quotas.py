@@ -58,12 +58,18 @@ def usage_for(user, *, exclude_room=None) -> dict[str, int]:
 
 def check(*, user, quota: str, room=None) -> None:
     """Raise QuotaExceeded if one more of `quota` (a room, a call, a minute) would go over the user's limit."""
-    limit = limits_for(user)[quota]
-    if limit is None:
+    check_all(user=user, quotas=(quota,), room=room)
+
+
+def check_all(*, user, quotas: tuple[str, ...], room=None) -> None:
+    """`check` of several quotas, in order, with one look-up of the limits (and none of the use if unlimited)."""
+    limits = limits_for(user)
+    if all(limits[quota] is None for quota in quotas):
         return
-    used = usage_for(user, exclude_room=room)[quota]
-    if used >= limit:
-        raise QuotaExceeded(quota=quota, limit=limit, used=used)
+    usage = usage_for(user, exclude_room=room)
+    for quota in quotas:
+        if limits[quota] is not None and usage[quota] >= limits[quota]:
+            raise QuotaExceeded(quota=quota, limit=limits[quota], used=usage[quota])
 
 
 def summary(user) -> dict:

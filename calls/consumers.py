@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts import audit
-from calls import continuity, liveness, metrics, protocol, quality, services, tickets
+from calls import announcements, continuity, liveness, metrics, protocol, quality, services, tickets
 from calls.db_threads import in_db_thread
 from calls.ice import ice_servers_for
 from calls.outgoing import QueuedSender
@@ -128,6 +128,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
     joined = False
     counted = False  # in the open-sockets gauge
     relay_count = 0  # frames relayed: one in metrics.RELAY_SAMPLE_EVERY is timed
+    changes: list = []  # the join's calls.announcements, told after the welcome
     audit_user = None  # who authenticated (a ticket's user), for the audit events of refusals and closes
 
     async def __call__(self, scope, receive, send):
@@ -150,10 +151,16 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             raise
 
     async def dispatch(self, message):
-        # Channels runs close_old_connections() in the database thread before every handler. Relayed frames
-        # never touch the database, so they skip that hop; connect and disconnect keep it.
-        if message["type"] == "websocket.receive":
+        # Channels runs close_old_connections() through its one thread-sensitive executor before every handler:
+        # every join and leave of the process would queue on that one thread. This consumer's database work runs
+        # in calls.db_threads, whose calls close stale connections themselves, and relayed frames touch no database.
+        kind = message["type"]
+        if kind == "websocket.receive":
             await self.websocket_receive(message)
+        elif kind == "websocket.connect":
+            await self.websocket_connect(message)
+        elif kind == "websocket.disconnect":
+            await self.websocket_disconnect(message)
         else:
             await super().dispatch(message)
 
@@ -189,8 +196,8 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
         ticket, token = query.get("ticket", [""])[0], query.get("resume", [""])[0]
         try:
             if token:
-                user = await in_db_thread(self.authenticate)(ticket)
-                joined = await self.resume(user, token, last_seq(query)) or await self.join(user=user)
+                user, candidate = await in_db_thread(self.find_resumable)(ticket, token)
+                joined = await self.resume(candidate, token, last_seq(query)) or await self.join(user=user)
             else:
                 joined = await self.join(ticket=ticket)  # authenticated in the same trip to the database
         except JoinRefused as refusal:
@@ -200,26 +207,32 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
         if not await sfu_bridge.on_join(self, joined):  # SFU mode (docs/sfu.md): the welcome's "media"
             return
         await self.welcome(joined)
+        announcements.batcher().submit(self.changes)
         await sfu_bridge.after_welcome(self)
         metrics.JOIN_SECONDS.observe(self.loop.time() - self.last_heard)  # last_heard: when the socket opened
 
     async def join(self, *, ticket: str = "", user=None) -> Joined:
         self.peer_id = str(uuid.uuid4())
         self.node.register(self)  # before the row exists, so no frame for us can miss us
-        joined, self.welcome_text = await in_db_thread(self.enter_call)(ticket=ticket, user=user)
+        joined, self.welcome_text, self.changes = await in_db_thread(self.enter_call)(ticket=ticket, user=user)
         return joined
 
-    def enter_call(self, *, ticket: str, user) -> tuple[Joined, str]:
+    def enter_call(self, *, ticket: str, user) -> tuple[Joined, str, list[announcements.CallChange]]:
         """Authenticate (unless a resume did), join the call and build our welcome, in one trip to a database
-        thread."""
-        user = user or self.authenticate(ticket)
-        joined = services.join_call(room_slug=self.room_slug, user=user, peer_id=self.peer_id,
-                                    relay_node=self.node.channel, user_agent=self.header(b"user-agent"))
-        return joined, self.welcome_frame(joined)
+        thread. The join's announcements (presence, live rooms) wait until our welcome is out."""
+        with announcements.collected() as changes:
+            user = user or self.authenticate(ticket)
+            joined = services.join_call(room_slug=self.room_slug, user=user, peer_id=self.peer_id,
+                                        relay_node=self.node.channel, user_agent=self.header(b"user-agent"))
+        return joined, self.welcome_frame(joined), changes
 
-    async def resume(self, user, token: str, last_seq: int) -> Joined | None:
+    def find_resumable(self, ticket: str, token: str):
+        """Authenticate, and find the participation `token` stands for (or None), in one trip to a database thread."""
+        user = self.authenticate(ticket)
+        return user, continuity.find_resumable(room_slug=self.room_slug, user=user, token=token)
+
+    async def resume(self, candidate, token: str, last_seq: int) -> Joined | None:
         """Take over the participation `token` stands for; None if it cannot be resumed (then we join afresh)."""
-        candidate = await in_db_thread(continuity.find_resumable)(room_slug=self.room_slug, user=user, token=token)
         if candidate is None:
             return None
         if candidate.suspended_at is None:

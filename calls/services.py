@@ -9,12 +9,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts import audit, quotas
-from calls import events, protocol, relay, signals
+from calls import announcements, events, protocol, relay
 from calls.models import Call, CallParticipant, Invite, ReplayFrame, Room, RoomMembership
 from calls.protocol import CloseCode
 
@@ -115,15 +115,22 @@ def kick_ban_until(*, call: Call | None, user, now: datetime | None = None) -> d
     Decided from the call log: a participation of theirs in this call that ended `kicked` less than
     PARLEY_KICK_BAN_SECONDS ago. A new call of the room (everyone left) starts with a clean slate.
     """
-    seconds = settings.PARLEY_KICK_BAN_SECONDS
-    if call is None or seconds <= 0 or not getattr(user, "is_authenticated", False):
+    if call is None or not getattr(user, "is_authenticated", False):
         return None
-    now = now or timezone.now()
-    window = timedelta(seconds=seconds)
-    kicked_at = (CallParticipant.objects.filter(call=call, user=user, leave_reason=Reason.KICKED,
-                                                left_at__gt=now - window)
-                 .order_by("-left_at").values_list("left_at", flat=True).first())
-    return None if kicked_at is None else kicked_at + window
+    kicks = kicked_recently(user=user, now=now)
+    if kicks is None:
+        return None
+    kicked_at = (CallParticipant.objects.filter(kicks, call=call).order_by("-left_at")
+                 .values_list("left_at", flat=True).first())
+    return None if kicked_at is None else kicked_at + timedelta(seconds=settings.PARLEY_KICK_BAN_SECONDS)
+
+
+def kicked_recently(*, user, now: datetime | None = None) -> Q | None:
+    """The user's participations that ended `kicked` within the ban (None: there is no ban)."""
+    seconds = settings.PARLEY_KICK_BAN_SECONDS
+    if seconds <= 0:
+        return None
+    return Q(user=user, leave_reason=Reason.KICKED, left_at__gt=(now or timezone.now()) - timedelta(seconds=seconds))
 
 
 def kick_ban_message(until: datetime, now: datetime | None = None) -> str:
@@ -157,12 +164,11 @@ def join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agent
 
 @transaction.atomic
 def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agent: str) -> Joined:
-    room = Room.objects.select_for_update().filter(slug=room_slug).first()
+    room = Room.objects.select_for_update().with_role_of(user).filter(slug=room_slug).first()
     if room is None:
         raise JoinRefused(CloseCode.NOT_FOUND, "No such room.")
     check_may_join(room=room, user=user)
-    quotas.check(user=user, quota="concurrent_calls", room=room)
-    quotas.check(user=user, quota="call_minutes")
+    quotas.check_all(user=user, quotas=("concurrent_calls", "call_minutes"), room=room)
     call = Call.objects.filter(room=room).live().first()
     if call is None:
         call = Call.objects.create(room=room, room_name=room.name, started_by=user)
@@ -170,10 +176,15 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
         events.emit(events.CALL_STARTED, room_id=room.pk, room=room, payload={
             "call": {**events.call_ref(call), "started_by": user.username}})
     else:
-        others = list(call.participants.live().select_related("user").order_by("joined_at", "id"))
-        banned_until = kick_ban_until(call=call, user=user)
-        if banned_until is not None:
-            raise JoinRefused(CloseCode.FORBIDDEN, kick_ban_message(banned_until))
+        # The others, and the user's kicks within the ban, in one query.
+        kicks = kicked_recently(user=user)
+        wanted = Q(left_at__isnull=True) if kicks is None else Q(left_at__isnull=True) | kicks
+        rows = list(call.participants.filter(wanted).select_related("user").order_by("joined_at", "id"))
+        others = [p for p in rows if p.left_at is None]
+        kicked_at = max((p.left_at for p in rows if p.left_at is not None), default=None)
+        if kicked_at is not None:
+            raise JoinRefused(CloseCode.FORBIDDEN, kick_ban_message(
+                kicked_at + timedelta(seconds=settings.PARLEY_KICK_BAN_SECONDS)))
     replaced = peers_to_replace(others=others, user=user)
     others = [p for p in others if p not in replaced]
     if len(others) >= room.max_participants:
@@ -241,14 +252,9 @@ def leave_call(*, peer_id, reason: str, at: datetime | None = None, only_suspend
 
 def announce_call_changed(*, room_id: int | None, call_id: int, user_id: int | None, joined: bool,
                           ended: bool = False) -> None:
-    """Send `calls.signals.call_changed` once the join or leave is committed (presence and live rooms listen)."""
-    def send():
-        try:
-            signals.call_changed.send(sender=Call, room_id=room_id, call_id=call_id, user_id=user_id, joined=joined,
-                                      ended=ended)
-        except Exception:  # a listener's failure must not fail the join or leave that is already recorded
-            logger.exception("call_changed: a receiver failed (room %s, call %s)", room_id, call_id)
-    transaction.on_commit(send)
+    """Tell `calls.signals.call_changed` once the join or leave is committed (calls.announcements)."""
+    change = announcements.CallChange(room_id=room_id, call_id=call_id, user_id=user_id, joined=joined, ended=ended)
+    transaction.on_commit(lambda: announcements.committed(change))
 
 
 @transaction.atomic

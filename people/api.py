@@ -18,7 +18,7 @@ from accounts.security import client_ip
 from calls.api import Conflict
 from calls.serializers import TicketSerializer
 from calls.tickets import ME, issue_ticket
-from people import services
+from people import presence, services
 from people.models import Ring
 
 MAX_ID = 2**63 - 1
@@ -180,7 +180,7 @@ class ContactsView(APIView):
         search = request.query_params.get("search", "")[:150]
         if "\x00" in search:
             raise ValidationError({"search": ["Null characters are not allowed."]})
-        contacts = services.contacts_with_presence(user=request.user, search=search)
+        contacts = presence.contacts_with_presence(user=request.user, search=search)
         return Response(ContactSerializer(contacts, many=True).data)
 
 

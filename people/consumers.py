@@ -21,7 +21,7 @@ from calls import liveness, metrics, protocol, relay, tickets
 from calls.consumers import TokenBucket
 from calls.outgoing import QueuedSender
 from calls.protocol import CloseCode, ErrorCode, ProtocolError
-from people import delivery, services
+from people import delivery, presence, services
 
 logger = logging.getLogger(__name__)
 
@@ -165,9 +165,9 @@ class MeConsumer(QueuedSender, AsyncWebsocketConsumer):
         return user if user is not None and user.is_authenticated else None
 
     def open(self) -> str:
-        services.open_me_socket(user=self.user, channel_name=self.channel_name, node=self.node.channel)
+        presence.open_me_socket(user=self.user, channel_name=self.channel_name, node=self.node.channel)
         return protocol.encode({"type": "welcome", "user": protocol.user_object(self.user), "presence":
-                                services.presence_of(self.user.pk), "rings": services.ringing_for(self.user)})
+                                presence.presence_of(self.user.pk), "rings": services.ringing_for(self.user)})
 
     async def receive(self, text_data=None, bytes_data=None):
         if not self.registered:
@@ -241,4 +241,4 @@ class MeConsumer(QueuedSender, AsyncWebsocketConsumer):
             await self.hub.remove(self)
         except Exception:
             logger.exception("/ws/me/: could not leave the user's group")
-        await asyncio.shield(database_sync_to_async(services.close_me_socket)(channel_name=self.channel_name))
+        await asyncio.shield(database_sync_to_async(presence.close_me_socket)(channel_name=self.channel_name))

@@ -3,7 +3,9 @@
 
 import logging
 
-from calls import sync_sender
+from django.db import transaction
+
+from calls import protocol, sync_sender
 
 logger = logging.getLogger(__name__)
 
@@ -33,3 +35,13 @@ sender = Sender()
 async def send_all(layer, user_ids: list[int], text: str, message: str = "me.frame") -> None:
     for user_id in user_ids:
         await layer.group_send(user_group(user_id), {"type": message, "user": user_id, "text": text})
+
+
+def send_to_users(user_ids, frame: dict) -> None:
+    """Send the frame to every /ws/me/ socket of the users once the transaction commits (at once outside one).
+
+    Never raises: the change is recorded, and pages catch up when their socket reconnects (its `welcome`)."""
+    targets = sorted({pk for pk in user_ids if pk is not None})
+    if targets:
+        text = protocol.encode(frame)
+        transaction.on_commit(lambda: sender.send(targets, text, kind=frame.get("type")))

@@ -6,12 +6,12 @@ from django.dispatch import receiver
 
 from accounts.services import signed_out
 from calls.signals import call_changed, my_calls_opened
-from people import services
+from people import presence, services
 
 
 @receiver(call_changed, dispatch_uid="people.call_changed")
-def on_call_changed(*, room_id, call_id, user_id, joined, **_):
-    services.call_changed(room_id=room_id, call_id=call_id, user_id=user_id, joined=joined)
+def on_call_changed(*, changes, **_):
+    presence.calls_changed(changes)
 
 
 @receiver(my_calls_opened, dispatch_uid="people.my_calls_opened")
@@ -24,9 +24,9 @@ def on_my_calls_opened(*, user, since=None, until=None, person=None, room="", **
 @receiver(signed_out, dispatch_uid="people.signed_out")
 def on_signed_out(*, user, **_):
     """Logout, a new password or a deactivation (accounts.services.sign_out_everywhere)."""
-    services.close_sockets_of(user_id=user.pk)
+    presence.close_sockets_of(user_id=user.pk)
 
 
 @receiver(pre_delete, sender=get_user_model(), dispatch_uid="people.user_deleted")
 def on_user_deleted(sender, instance, **_):
-    services.close_sockets_of(user_id=instance.pk)
+    presence.close_sockets_of(user_id=instance.pk)

@@ -20,17 +20,16 @@ from django.utils import timezone
 from accounts import audit
 from calls import events, metrics, protocol
 from calls import services as calls_services
-from calls.models import CallParticipant, RelayNode, Room, RoomMembership
-from calls.shared_cache import shared_cache
-from people import delivery
-from people.models import MeSocket, Ring
+from calls.models import Room, RoomMembership
+from people.delivery import send_to_users
+from people.models import Ring
+from people.presence import forget_dead_sockets, is_contact
 
 logger = logging.getLogger(__name__)
 
 User = get_user_model()
 State = Ring.State
 
-ONLINE, IN_CALL, OFFLINE = "online", "in-call", "offline"
 DECIDED_FRAMES = {
     State.ANSWERED: "ring-answered",
     State.DECLINED: "ring-declined",
@@ -42,19 +41,6 @@ DECIDED_FRAMES = {
 
 def ring_seconds() -> int:
     return settings.PARLEY_RING_SECONDS
-
-
-# --- Delivery to every socket of a user, on every process ------------------------------------------
-
-
-def send_to_users(user_ids, frame: dict) -> None:
-    """Send the frame to every /ws/me/ socket of the users once the transaction commits (at once outside one).
-
-    Never raises: the change is recorded, and pages catch up when their socket reconnects (its `welcome`)."""
-    targets = sorted({pk for pk in user_ids if pk is not None})
-    if targets:
-        text = protocol.encode(frame)
-        transaction.on_commit(lambda: delivery.sender.send(targets, text, kind=frame.get("type")))
 
 
 # --- Objects on the wire ----------------------------------------------------------------------------
@@ -89,129 +75,6 @@ def ring_object(ring: Ring) -> dict:
 
 def rings_with_people():
     return Ring.objects.select_related("caller", "callee", "room")
-
-
-# --- Contacts and presence --------------------------------------------------------------------------
-
-
-def contact_ids(user_id: int):
-    """The ids of the people the user shares a room with, or has called or been called by (a subquery)."""
-    rooms = RoomMembership.objects.filter(user_id=user_id).values("room_id")
-    shared = RoomMembership.objects.filter(room_id__in=rooms).values("user_id")
-    called = Ring.objects.filter(caller_id=user_id).values("callee_id")
-    called_by = Ring.objects.filter(callee_id=user_id).values("caller_id")
-    return (User.objects.filter(Q(pk__in=shared) | Q(pk__in=called) | Q(pk__in=called_by), is_active=True)
-            .exclude(pk=user_id).values("pk"))
-
-
-def contacts_of(user):
-    return User.objects.filter(pk__in=contact_ids(user.pk)).order_by("username")
-
-
-def is_contact(user, other) -> bool:
-    return contacts_of(user).filter(pk=other.pk).exists()
-
-
-def live_nodes():
-    """The relay nodes (server processes) that beat within their timeout, as a subquery."""
-    timeout = timedelta(seconds=settings.PARLEY_SIGNALING["NODE_TIMEOUT"])
-    return RelayNode.objects.filter(beat_at__gte=timezone.now() - timeout).values("channel")
-
-
-def presence_by_user(user_ids) -> dict[int, str]:
-    ids = list(user_ids)
-    in_call = set(CallParticipant.objects.live().filter(user_id__in=ids).values_list("user_id", flat=True))
-    online = set(MeSocket.objects.filter(user_id__in=ids, node__in=live_nodes()).values_list("user_id", flat=True))
-    return {pk: IN_CALL if pk in in_call else ONLINE if pk in online else OFFLINE for pk in ids}
-
-
-def presence_of(user_id: int) -> str:
-    return presence_by_user([user_id])[user_id]
-
-
-def contacts_with_presence(*, user, search: str = "") -> list[tuple]:
-    """(contact, presence) for each of the user's contacts, matching `search` in the username or name."""
-    contacts = contacts_of(user)
-    if search:
-        contacts = contacts.filter(Q(username__icontains=search) | Q(display_name__icontains=search))
-    contacts = list(contacts)
-    presence = presence_by_user(c.pk for c in contacts)
-    return [(contact, presence[contact.pk]) for contact in contacts]
-
-
-def announce_presence(*, user_id: int) -> str:
-    """Tell the user's contacts their presence if it changed since it was last told (by any process)."""
-    with transaction.atomic():
-        # The user's row serialises the announcements of their sockets and calls, on every process.
-        user = User.objects.select_for_update().filter(pk=user_id).first()
-        if user is None:
-            return OFFLINE
-        now = presence_of(user_id)
-        key = f"presence:{user_id}"
-        if shared_cache().get(key) != now:
-            shared_cache().set(key, now, timeout=None)
-            contacts = list(User.objects.filter(pk__in=contact_ids(user_id)).values_list("pk", flat=True))
-            send_to_users(contacts, {"type": "presence", "user": protocol.user_object(user), "presence": now})
-    return now
-
-
-def open_me_socket(*, user, channel_name: str, node: str) -> None:
-    MeSocket.objects.update_or_create(channel_name=channel_name, defaults={"user": user, "node": node})
-    announce_presence(user_id=user.pk)
-
-
-def close_me_socket(*, channel_name: str) -> None:
-    socket = MeSocket.objects.filter(channel_name=channel_name).first()
-    if socket is not None:
-        socket.delete()
-        announce_presence(user_id=socket.user_id)
-
-
-def close_sockets_of(*, user_id: int) -> None:
-    """The user signed out (or their account goes): their /ws/me/ sockets close with 4401, on every process."""
-    transaction.on_commit(lambda: delivery.sender.send([user_id], "signed out", kind="close", message="me.close"))
-
-
-def forget_dead_sockets() -> int:
-    """Sockets of server processes that stopped beating are gone: their users may be offline now."""
-    dead = MeSocket.objects.exclude(node__in=live_nodes())
-    user_ids = set(dead.values_list("user_id", flat=True))
-    if not user_ids:
-        return 0
-    count, _ = dead.delete()
-    for user_id in user_ids:
-        announce_presence(user_id=user_id)
-    return count
-
-
-# --- Live rooms ---------------------------------------------------------------------------------------
-
-
-def announce_room_live(*, room_id: int | None) -> None:
-    """Tell the room's members who is in its call now (nobody once it ended)."""
-    room = Room.objects.filter(pk=room_id).first()
-    if room is None:
-        return
-    participants, seen = [], set()
-    for participant in (CallParticipant.objects.live().filter(call__room=room).select_related("user")
-                        .order_by("joined_at")):
-        if participant.user_id is not None and participant.user_id not in seen:
-            seen.add(participant.user_id)
-            participants.append(protocol.user_object(participant.user))
-    members = room.memberships.values_list("user_id", flat=True)
-    send_to_users(members, {"type": "room-live", "room": {"slug": room.slug, "name": room.name},
-                            "participants": participants})
-
-
-def call_changed(*, room_id: int | None, call_id: int, user_id: int | None, joined: bool) -> None:
-    """Someone joined or left a live call (calls.signals.call_changed): link answered rings to the call, and tell
-    contacts and room members."""
-    if joined and user_id is not None and room_id is not None:
-        Ring.objects.filter(room_id=room_id, state=State.ANSWERED, call__isnull=True).filter(
-            Q(caller_id=user_id) | Q(callee_id=user_id)).update(call_id=call_id)
-    if user_id is not None:
-        announce_presence(user_id=user_id)
-    announce_room_live(room_id=room_id)
 
 
 # --- Rings ------------------------------------------------------------------------------------------

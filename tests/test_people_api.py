@@ -9,7 +9,7 @@ from rest_framework import status
 
 from calls import continuity
 from calls.models import Room
-from people import services
+from people import presence, services
 from people.models import MeSocket, Ring
 from tests.helpers import api_as, in_call
 
@@ -290,8 +290,8 @@ def test_a_socket_on_a_process_that_stopped_beating_is_offline(alice, bob, room)
     online(bob, node="dead-node")
     from calls.models import RelayNode
     RelayNode.objects.filter(channel="dead-node").update(beat_at=timezone.now() - timedelta(minutes=5))
-    assert services.presence_of(bob.pk) == "offline"
-    assert services.forget_dead_sockets() == 1
+    assert presence.presence_of(bob.pk) == "offline"
+    assert presence.forget_dead_sockets() == 1
     assert not MeSocket.objects.exists()
 
 
@@ -310,7 +310,7 @@ def test_a_me_ticket_is_issued(alice):
 
 def test_logging_out_closes_the_users_me_sockets(client, bob, monkeypatch):
     closed = []
-    monkeypatch.setattr(services, "close_sockets_of", lambda *, user_id: closed.append(user_id))
+    monkeypatch.setattr(presence, "close_sockets_of", lambda *, user_id: closed.append(user_id))
     client.force_login(bob)
     client.post("/accounts/logout/")
     assert closed == [bob.pk]

@@ -91,5 +91,9 @@ async def test_a_ring_across_two_processes_ends_with_both_in_one_call(two_server
 
         await ben.close()  # his page's socket; he is still in the call
         await ben_call.send(json.dumps({"type": "leave"}))
-        seen = [(await next_of(ana, "presence"))["presence"] for _ in range(2)]
-        assert seen == ["in-call", "offline"]  # his joining the call, then his leaving it with no socket open
+        seen = [(await next_of(ana, "presence"))["presence"]]
+        while seen[-1] != "offline" and len(seen) < 4:
+            seen.append((await next_of(ana, "presence"))["presence"])
+        # His joining the call, then his leaving it with no socket open (an "online" between them when his
+        # process handled the leave before the closed socket).
+        assert seen[0] == "in-call" and seen[-1] == "offline", seen

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from calls import tickets
 from calls.protocol import CloseCode
-from people import services
+from people import presence, services
 from people.models import MeSocket
 from tests.helpers import eventually
 
@@ -206,7 +206,7 @@ async def test_a_room_ticket_does_not_open_the_me_socket(peers, alice, room):
 
 async def test_signing_out_closes_every_me_socket_of_the_user(me, alice, bob, room):
     first, second = await me(bob), await me(bob)
-    await database_sync_to_async(services.close_sockets_of)(user_id=bob.pk)
+    await database_sync_to_async(presence.close_sockets_of)(user_id=bob.pk)
     for tab in (first, second):
         assert await tab.peer.closed_with() == CloseCode.NOT_AUTHENTICATED
     assert await eventually(lambda: database_sync_to_async(lambda: not MeSocket.objects.filter(user=bob).exists())())
