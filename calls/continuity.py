@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
@@ -63,8 +63,8 @@ def resume_participation(*, participant_id: int, token: str, relay_node: str, la
     The room row is locked first, as joins lock it: joins and resumes of one call are serialised, so each reads
     where the others are now. Two peers resuming at once after their server was killed each read the other's row
     before the other's commit, pointing at the dead process, and sent it frames that were lost."""
-    room_id = CallParticipant.objects.filter(pk=participant_id).values_list("call__room_id", flat=True).first()
-    if room_id is None or not list(Room.objects.select_for_update().filter(pk=room_id).values_list("pk")):
+    if not list(Room.objects.select_for_update(of=("self",)).filter(calls__participants__pk=participant_id)
+                .values_list("pk")):
         return None
     rows = CallParticipant.objects.select_for_update(of=("self",)).select_related("call__room", "user")
     participant = rows.filter(pk=participant_id, left_at__isnull=True,
@@ -77,11 +77,10 @@ def resume_participation(*, participant_id: int, token: str, relay_node: str, la
     participant.resume_token_hash = new_hash
     participant.relay_node = relay_node
     participant.suspended_at, participant.suspend_reason, participant.sent_seq = None, "", None
-    participant.reconnects = F("reconnects") + 1
+    participant.reconnects += 1  # the row is locked: nobody else counts meanwhile
     participant.last_seen_at = timezone.now()
     participant.save(update_fields=["resume_token_hash", "relay_node", "suspended_at", "suspend_reason",
                                     "sent_seq", "reconnects", "last_seen_at"])
-    participant.refresh_from_db(fields=["reconnects"])
     others = list(participant.call.participants.live().exclude(pk=participant.pk).select_related("user")
                   .order_by("joined_at", "id"))
     return Joined(participant=participant, others=others, resume_token=new_token,

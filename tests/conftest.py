@@ -55,10 +55,15 @@ def redis_url() -> str:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache(settings):
-    """Throttles and used tickets live in the cache: start every test with none."""
+    """Throttles and used tickets live in the cache: start every test with none. The process's copy of the webhook
+    endpoints too: a rolled-back test never commits the change that would renew it."""
+    from webhooks.outbox import enabled_endpoints
+
     cache.clear()
+    enabled_endpoints.kept = None
     yield
     cache.clear()
+    enabled_endpoints.kept = None
 
 
 @pytest.fixture(autouse=True)

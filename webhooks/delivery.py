@@ -21,6 +21,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts import audit
+from webhooks import outbox
 from webhooks.models import Delivery, Endpoint
 
 logger = logging.getLogger(__name__)
@@ -251,6 +252,7 @@ def endpoint_bookkeeping(*, delivery: Delivery, outcome: Outcome) -> None:
 def disable(*, endpoint: Endpoint, reason: str) -> bool:
     if not Endpoint.objects.filter(pk=endpoint.pk, enabled=True).update(enabled=False, disabled_reason=reason):
         return False
+    outbox.enabled_endpoints.changed()  # an update() sends no post_save
     endpoint.refresh_from_db()
     logger.warning("webhook endpoint %s (%s) disabled: %s", endpoint.pk, endpoint.url, reason)
     audit.record("webhook.disabled", actor=None, target=f"webhook:{endpoint.pk}", url=endpoint.url, reason=reason)
