@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from calls.routing import OriginCheckMiddleware, SessionUserMiddleware, websocket_urlpatterns  # noqa: E402
+from config.collector import tune_garbage_collector  # noqa: E402
 from config.edge import install_daphne_edge  # noqa: E402
 from people.routing import websocket_urlpatterns as people_urlpatterns  # noqa: E402
 
@@ -24,3 +25,4 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+tune_garbage_collector()  # last: what exists now lives as long as the process

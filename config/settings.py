@@ -412,6 +412,24 @@ PARLEY_SIGNALING = {
     "REAP_EVERY": env_int("PARLEY_REAP_EVERY", 3),
     "SHUTDOWN_SECONDS": env_float("PARLEY_SHUTDOWN_SECONDS", 30.0),
 }
+
+
+def env_gc_thresholds(name: str, default: str) -> tuple[int, int, int] | None:
+    """Three positive integers for gc.set_threshold, or "python" (None: Python's own, nothing frozen)."""
+    raw = os.environ.get(name, "").strip() or default
+    if raw.lower() == "python":
+        return None
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise ImproperlyConfigured(f"{name}: expected three positive integers or 'python', got {raw!r}")
+    return values
+
+
+# The server processes' garbage collector (config/collector.py, docs/performance.md): the generations' thresholds.
+PARLEY_GC_THRESHOLDS = env_gc_thresholds("PARLEY_GC_THRESHOLDS", "10000,10,100")
 # Call quality (calls/quality.py, docs/operations.md "Call quality"): a participation's pair of peers is poor
 # when its mean MOS is under PARLEY_POOR_MOS, or its loss, mean RTT or mean jitter is over these, or its video
 # froze longer than this share of its time. A pair's reports closer together than PARLEY_STATS_MIN_SECONDS are

@@ -83,3 +83,22 @@ def test_ci_runs_on_the_real_services():
         pytest.skip("only meaningful in CI")
     assert connection.vendor == "postgresql"
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+
+
+def collector_seen_with(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The garbage collector of a process that built the ASGI application, as daphne and uvicorn do."""
+    code = "import gc, config.asgi; print(list(gc.get_threshold()), gc.get_freeze_count() > 0)"
+    return run_django("-c", code, env={"DJANGO_SETTINGS_MODULE": "config.settings", **env})
+
+
+def test_a_server_process_freezes_its_startup_objects_and_collects_less_often():
+    result = collector_seen_with({})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[10000,", "10,", "100]", "True"]
+
+
+def test_the_collector_thresholds_are_a_setting_and_python_keeps_its_own():
+    assert collector_seen_with({"PARLEY_GC_THRESHOLDS": "5000,5,50"}).stdout.split()[:3] == ["[5000,", "5,", "50]"]
+    assert collector_seen_with({"PARLEY_GC_THRESHOLDS": "python"}).stdout.split() == ["[700,", "10,", "10]", "False"]
+    refused = collector_seen_with({"PARLEY_GC_THRESHOLDS": "10000,10"})
+    assert refused.returncode != 0 and "PARLEY_GC_THRESHOLDS: expected three positive integers" in refused.stderr
