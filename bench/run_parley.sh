@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measure Parley's signaling the way docs/performance.md reports it: daphne with production settings on core 0,
 # the load generator on core 1, PostgreSQL and Redis on this machine.
-#   bash bench/run_parley.sh [burst|paced|cross|all]
+#   bash bench/run_parley.sh [burst|paced|cross|all] [ROOMS]  # ROOMS pairs (default 500: 1,000 sockets)
 #   bash bench/run_parley.sh joins [N]             # N sockets join at once (default 1000 and 4000)
 #   bash bench/run_parley.sh storm [N]             # N peers in calls (default 4000), the server restarted
 #   SERVER=uvicorn bash bench/run_parley.sh ...    # the optional uvicorn server instead of daphne
@@ -67,19 +67,19 @@ load() { echo "\$ taskset -c 1 $PY bench/signal_load.py --django $*"; taskset -c
 
 if [[ $mode == burst || $mode == all ]]; then
   start_server 8100
-  load --url ws://127.0.0.1:8100 --rooms 500 --rounds 60 --server-pid "${servers[0]}"
+  load --url ws://127.0.0.1:8100 --rooms "${count:-500}" --rounds 60 --server-pid "${servers[0]}"
   stop_servers
 fi
 if [[ $mode == paced || $mode == all ]]; then
   start_server 8100
-  load --url ws://127.0.0.1:8100 --rooms 500 --mode paced --interval 1 --rounds 1000 --duration 30 \
+  load --url ws://127.0.0.1:8100 --rooms "${count:-500}" --mode paced --interval 1 --rounds 1000 --duration 30 \
        --server-pid "${servers[0]}"
   stop_servers
 fi
 if [[ $mode == cross || $mode == all ]]; then
   start_server 8100
   start_server 8101
-  load --url ws://127.0.0.1:8100 --url ws://127.0.0.1:8101 --rooms 500 --mode paced --interval 1 --rounds 1000 \
+  load --url ws://127.0.0.1:8100 --url ws://127.0.0.1:8101 --rooms "${count:-500}" --mode paced --interval 1 --rounds 1000 \
        --duration 30 --server-pid "${servers[0]}" --server-pid "${servers[1]}"
   stop_servers
 fi
