@@ -192,6 +192,18 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
             await self.refuse(CloseCode.FORBIDDEN, "origin not allowed")
             return
         self.node = await liveness.get_node()
+        if self.node.joining >= limits["MAX_JOINING"]:
+            # Not audited and no database work: shedding a storm must cost next to nothing.
+            metrics.JOINS_SHED.inc()
+            await self.close(code=CloseCode.UNAVAILABLE, reason="busy")
+            return
+        self.node.joining += 1
+        try:
+            await self.join_or_resume()
+        finally:
+            self.node.joining -= 1
+
+    async def join_or_resume(self) -> None:
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         ticket, token = query.get("ticket", [""])[0], query.get("resume", [""])[0]
         try:

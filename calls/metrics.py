@@ -58,6 +58,8 @@ RELAY_SECONDS = Histogram("parley_relay_seconds", f"From receiving an offer, ans
                           f"peer's process (one frame in {RELAY_SAMPLE_EVERY}).",
                           buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
 RESUMES = Counter("parley_resumes", "Participations resumed on a new socket.")
+JOINS_SHED = Counter("parley_joins_shed", "Joins and resumes refused with 4503 because PARLEY_MAX_JOINING were "
+                     "already waiting for their welcome on the process (a reconnect storm).")
 RINGS = Counter("parley_rings", "Rings ended, by outcome.", ["outcome"])
 API_REQUESTS = Counter("parley_api_requests", "REST API requests (/api/), by response status.", ["status"])
 DB_QUEUE = Gauge("parley_db_thread_queue_depth", "Work waiting for a signaling database thread (sampled every "

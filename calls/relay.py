@@ -93,6 +93,7 @@ class Node:
         self.channel = ""
         self.shutdown_seconds = shutdown_seconds  # how long a stopping server may take to record its leaves
         self.peers: dict[str, LocalPeer] = {}
+        self.joining = 0  # sockets between their accept and their welcome (calls.consumers admits a bounded number)
         self._leaving: set[asyncio.Future] = set()  # leaves being recorded: a shutdown waits for them
         self._outbox: dict[str, list] = {}
         self._wake = asyncio.Event()

@@ -3,6 +3,7 @@
 import pytest
 from channels.db import database_sync_to_async
 
+from accounts.models import AuditEvent
 from calls import services, tickets
 from calls.models import CallParticipant
 from tests.signaling import ORIGIN, ticket_path
@@ -100,3 +101,16 @@ async def test_a_full_room_refuses_the_next_peer_with_4409(peers, close_code_for
     assert await close_code_for(await ticket_path(mallory, public_room)) == 4409
     await bob_peer.leave()
     assert (await peers(mallory, public_room)).peer_id  # room again
+
+
+async def test_over_the_joins_waiting_a_socket_is_told_busy_at_once_and_its_resume_token_still_works(
+        peers, public_room, alice, settings):
+    first = await peers(alice, public_room)
+    await first.drop()  # a lost connection: the participation waits for a resume
+    limits = settings.PARLEY_SIGNALING
+    settings.PARLEY_SIGNALING = {**limits, "MAX_JOINING": 0}
+    assert await (await peers.open(await ticket_path(alice, public_room, resume=first))).closed_with() == 4503
+    assert not await AuditEvent.objects.filter(action="join.refused").aexists()  # shedding writes nothing
+    settings.PARLEY_SIGNALING = limits
+    again = await peers(alice, public_room, resume=first)
+    assert again.welcome["resumed"] and again.welcome["peer_id"] == first.welcome["peer_id"]
