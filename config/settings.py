@@ -408,7 +408,7 @@ PARLEY_SIGNALING = {
     "DB_THREADS": env_int("PARLEY_DB_THREADS", 8),
     # Sockets of one process that may wait for their welcome at once; more are refused with 4503 and retry with
     # backoff, instead of timing out after the server did their work (a reconnect storm, docs/performance.md).
-    "MAX_JOINING": env_int("PARLEY_MAX_JOINING", 300),
+    "MAX_JOINING": env_int("PARLEY_MAX_JOINING", 100),
     # Liveness (calls/liveness.py): how often a process refreshes its peers' rows and looks for silent peers,
     # how many heartbeats between two reaper runs, and how long a stopping process may take to record leaves.
     "HEARTBEAT_SECONDS": env_float("PARLEY_HEARTBEAT_SECONDS", 20.0),
