@@ -83,11 +83,6 @@ class Batcher:
             batch, self.pending = self.pending[:BATCH_SIZE], self.pending[BATCH_SIZE:]
             await in_db_thread(tell)(batch)
 
-    async def drained(self) -> None:
-        """Until every submitted change was told (tests, shutdown)."""
-        while self.telling is not None and not self.telling.done():
-            await asyncio.shield(self.telling)
-
 
 _batchers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Batcher]" = weakref.WeakKeyDictionary()
 

@@ -6,6 +6,7 @@ import uuid
 from collections import deque
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -128,7 +129,7 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
     joined = False
     counted = False  # in the open-sockets gauge
     relay_count = 0  # frames relayed: one in metrics.RELAY_SAMPLE_EVERY is timed
-    changes: list = []  # the join's calls.announcements, told after the welcome
+    changes: tuple | list = ()  # the join's calls.announcements, told after the welcome
     audit_user = None  # who authenticated (a ticket's user), for the audit events of refusals and closes
 
     async def __call__(self, scope, receive, send):
@@ -154,15 +155,10 @@ class SignalingConsumer(QueuedSender, AsyncWebsocketConsumer):
         # Channels runs close_old_connections() through its one thread-sensitive executor before every handler:
         # every join and leave of the process would queue on that one thread. This consumer's database work runs
         # in calls.db_threads, whose calls close stale connections themselves, and relayed frames touch no database.
-        kind = message["type"]
-        if kind == "websocket.receive":
+        if message["type"] == "websocket.receive":
             await self.websocket_receive(message)
-        elif kind == "websocket.connect":
-            await self.websocket_connect(message)
-        elif kind == "websocket.disconnect":
-            await self.websocket_disconnect(message)
-        else:
-            await super().dispatch(message)
+        else:  # connect or disconnect: the socket has no channel of its own, so nothing else arrives
+            await getattr(self, get_handler_name(message))(message)
 
     # --- joining and resuming ------------------------------------------------------------------------
 

@@ -120,8 +120,12 @@ def kick_ban_until(*, call: Call | None, user, now: datetime | None = None) -> d
     kicks = kicked_recently(user=user, now=now)
     if kicks is None:
         return None
-    kicked_at = (CallParticipant.objects.filter(kicks, call=call).order_by("-left_at")
-                 .values_list("left_at", flat=True).first())
+    return ban_ends(CallParticipant.objects.filter(kicks, call=call).order_by("-left_at")
+                    .values_list("left_at", flat=True).first())
+
+
+def ban_ends(kicked_at: datetime | None) -> datetime | None:
+    """When a kick at `kicked_at` stops keeping its user out (None: no kick)."""
     return None if kicked_at is None else kicked_at + timedelta(seconds=settings.PARLEY_KICK_BAN_SECONDS)
 
 
@@ -177,14 +181,12 @@ def _join_call(*, room_slug: str, user, peer_id: str, relay_node: str, user_agen
             "call": {**events.call_ref(call), "started_by": user.username}})
     else:
         # The others, and the user's kicks within the ban, in one query.
-        kicks = kicked_recently(user=user)
-        wanted = Q(left_at__isnull=True) if kicks is None else Q(left_at__isnull=True) | kicks
+        wanted = Q(left_at__isnull=True) | (kicked_recently(user=user) or Q())
         rows = list(call.participants.filter(wanted).select_related("user").order_by("joined_at", "id"))
         others = [p for p in rows if p.left_at is None]
-        kicked_at = max((p.left_at for p in rows if p.left_at is not None), default=None)
-        if kicked_at is not None:
-            raise JoinRefused(CloseCode.FORBIDDEN, kick_ban_message(
-                kicked_at + timedelta(seconds=settings.PARLEY_KICK_BAN_SECONDS)))
+        banned_until = ban_ends(max((p.left_at for p in rows if p.left_at is not None), default=None))
+        if banned_until is not None:
+            raise JoinRefused(CloseCode.FORBIDDEN, kick_ban_message(banned_until))
     replaced = peers_to_replace(others=others, user=user)
     others = [p for p in others if p not in replaced]
     if len(others) >= room.max_participants:

@@ -18,7 +18,6 @@ from calls import protocol
 from calls.models import CallParticipant, RelayNode, Room, RoomMembership
 from calls.shared_cache import shared_cache
 from people import delivery
-from people.delivery import send_to_users
 from people.models import MeSocket, Ring
 
 User = get_user_model()
@@ -129,7 +128,7 @@ def announce_presence_of(user_ids) -> dict[int, str]:
         if changed:
             shared_cache().set_many({keys[pk]: now[pk] for pk in changed}, timeout=None)
             for pk, contacts in listening_contacts(changed).items():
-                send_to_users(contacts, {"type": "presence", "user": protocol.user_object(users[pk]),
+                delivery.send_to_users(contacts, {"type": "presence", "user": protocol.user_object(users[pk]),
                                          "presence": now[pk]})
     return now
 
@@ -191,7 +190,7 @@ def announce_rooms_live(room_ids) -> None:
         members[room_id].append(user_id)
     heard = listening(set().union(*members.values()))
     for room_id, room in rooms.items():
-        send_to_users([pk for pk in members[room_id] if pk in heard], {
+        delivery.send_to_users([pk for pk in members[room_id] if pk in heard], {
             "type": "room-live", "room": {"slug": room.slug, "name": room.name}, "participants": in_call[room_id]})
 
 
